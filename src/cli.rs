@@ -1,0 +1,297 @@
+//! The commands: `sync`, `check`, `status`. Each is a thin wrapper over the library, and
+//! this module picks the exit codes: 0 success, 1 failure, 78 configuration error.
+
+// The commands' output is their product: printing to stdout is the point here.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{self, Auth};
+use crate::config::{self, Config, ConfigError};
+use crate::graph::{Graph, Resource};
+use crate::shutdown::Shutdown;
+use crate::store::{self, Store};
+use crate::sync::{self, PassOptions};
+use crate::{http, lock, status};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "entra-sync",
+    version,
+    about = "Keeps a local SQLite copy of a Microsoft Entra ID tenant's users, groups and memberships"
+)]
+pub struct Cli {
+    /// Configuration file [default: $ENTRA_SYNC_CONFIG, else /etc/entra-sync/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one sync pass (incremental when possible), then exit
+    Sync {
+        /// Run full rounds and reconcile deletions, ignoring stored delta links
+        #[arg(long)]
+        full: bool,
+    },
+    /// Run as a service: sync now, then every sync.interval; follow edits of the config file
+    Run,
+    /// Check the configuration, sign-in, permissions and group mapping, one line per check
+    Check,
+    /// Show the last passes, what the database holds and the secret's expiry
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => config::EX_CONFIG as u8,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+/// Errors that end a command with exit status 1, by their message.
+macro_rules! failed_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> CliError { CliError::Failed(e.to_string()) }
+        }
+    )*};
+}
+failed_from!(
+    store::StoreError,
+    lock::LockError,
+    sync::SyncError,
+    auth::AuthError,
+    crate::graph::GraphError
+);
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let path = Config::resolve_path(cli.config);
+    match cli.command {
+        Command::Sync { full } => sync_once(&path, full),
+        Command::Run => crate::daemon::run(&path),
+        Command::Check => check(&path),
+        Command::Status { json } => status::show(&path, json).map_err(CliError::Failed),
+    }
+}
+
+/// Loads the configuration and logs what the admin should fix but need not stop for.
+pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
+    Ok(config)
+}
+
+/// Client-side pieces for talking to Graph with `config`'s credentials.
+pub fn connect(config: &Config, shutdown: &Shutdown) -> Graph {
+    let agent = http::agent();
+    let auth = Arc::new(Auth::new(agent.clone(), &config.entra, shutdown.clone()));
+    Graph::new(agent, auth, &config.entra.graph_endpoint, shutdown.clone())
+}
+
+fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {
+    let config = load_config(path)?;
+    if !config.sync.enabled {
+        log::warn!(
+            "sync: switched off by sync.enabled = false in {}; nothing done (set it to true to sync)",
+            config.path.display()
+        );
+        return Ok(());
+    }
+    auth::log_secret_expiry(&config);
+    let _lock = lock::acquire(&config.sync.database)?;
+    let mut store = Store::open(&config.sync.database)?;
+    store.close_abandoned_runs(&store::now())?;
+    let shutdown = Shutdown::new();
+    stop_on_signals(&shutdown);
+    let graph = connect(&config, &shutdown);
+    let options = PassOptions {
+        full,
+        heartbeat: None,
+    };
+    let report = sync::run_pass(&config, &mut store, &graph, options, &shutdown)?;
+    println!(
+        "pass {} ({}) succeeded: {}",
+        report.run_id,
+        report.kind,
+        sync::summary(&report.counts)
+    );
+    Ok(())
+}
+
+/// SIGINT and SIGTERM end a one-off pass at the next page boundary.
+fn stop_on_signals(shutdown: &Shutdown) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        log::warn!("sync: cannot install signal handlers; Ctrl-C ends the pass abruptly");
+        return;
+    };
+    let shutdown = shutdown.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            log::info!("sync: stopping after the page in flight");
+            shutdown.request();
+        }
+    });
+}
+
+/// `check`: every step an operator needs working, one line each; exit 1 if any fails.
+fn check(path: &std::path::Path) -> Result<(), CliError> {
+    let mut report = CheckReport::default();
+    let config = load_config(path)?;
+    report.ok("config", format!("{} is valid", config.path.display()));
+    for warning in &config.warnings {
+        report.warn("config", warning.clone());
+    }
+    match auth::secret_expiry(&config, time::OffsetDateTime::now_utc().date()) {
+        Some((log::Level::Error, message)) => report.fail("secret", message),
+        Some((_, message)) => report.warn("secret", message),
+        None => match config.entra.client_secret_expires {
+            Some(date) => report.ok(
+                "secret",
+                format!(
+                    "expires {date} ({} days left)",
+                    config
+                        .secret_days_left(time::OffsetDateTime::now_utc().date())
+                        .unwrap_or_default()
+                ),
+            ),
+            None => report.warn(
+                "secret",
+                "expiry unknown: set entra.client_secret_expires to the secret's \"Expires\" date \
+                 (App registrations > Certificates & secrets) to be warned 30 days before"
+                    .to_owned(),
+            ),
+        },
+    }
+    let shutdown = Shutdown::new();
+    let graph = connect(&config, &shutdown);
+    match graph.auth().token() {
+        Ok(token) => {
+            let roles = token
+                .roles()
+                .map(|r| format!("; token roles: {}", if r.is_empty() { "none".to_owned() } else { r.join(", ") }))
+                .unwrap_or_default();
+            report.ok(
+                "sign-in",
+                format!("token for {} from {}{roles}", config.entra.client_id, config.entra.authority_host),
+            );
+        }
+        Err(e) => {
+            report.fail("sign-in", e.to_string());
+            report.print();
+            return Err(CliError::Failed("check: sign-in failed".into()));
+        }
+    }
+    for resource in Resource::ALL {
+        let url = format!("{}/v1.0/{}/delta?$select=id", config.entra.graph_endpoint, resource.name());
+        match graph.get_page(resource, &url) {
+            Ok(_) => report.ok(resource.name(), format!("{} can be read", resource.permission())),
+            Err(e) => report.fail(resource.name(), e.to_string()),
+        }
+    }
+    check_mapping(&config, &graph, &mut report);
+    report.print();
+    if report.failed {
+        Err(CliError::Failed("check: some checks failed".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Resolves every mapped group against the tenant by paging groups/delta for ids and names
+/// (counting matches only, so memory does not grow with the tenant).
+fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
+    if config.mapping.groups.is_empty() {
+        report.warn(
+            "mapping",
+            "mapping.groups is empty: the team will have no members".to_owned(),
+        );
+        return;
+    }
+    let wanted: Vec<String> = config.mapping.groups.iter().map(|g| g.to_lowercase()).collect();
+    let mut matches: Vec<Vec<String>> = vec![Vec::new(); wanted.len()];
+    let mut url = format!(
+        "{}/v1.0/groups/delta?$select=id,displayName",
+        config.entra.graph_endpoint
+    );
+    loop {
+        let page = match graph.get_page(Resource::Groups, &url) {
+            Ok(page) => page,
+            Err(e) => {
+                report.fail("mapping", format!("cannot list groups: {e}"));
+                return;
+            }
+        };
+        for group in page.objects.iter().filter(|g| g.removed.is_none()) {
+            let name = group.props.get("displayName").and_then(|v| v.as_str()).unwrap_or("");
+            for (i, entry) in wanted.iter().enumerate() {
+                if group.id.to_lowercase() == *entry || name.to_lowercase() == *entry {
+                    matches[i].push(format!("{name} ({})", group.id));
+                }
+            }
+        }
+        match page.next {
+            crate::graph::Next::More(next) => url = next,
+            crate::graph::Next::Done(_) => break,
+        }
+    }
+    for (entry, found) in config.mapping.groups.iter().zip(matches) {
+        match found.len() {
+            1 => report.ok("mapping", format!("\"{entry}\" is {}", found[0])),
+            0 => report.fail(
+                "mapping",
+                format!("\"{entry}\" matches no group; check the display name or use the object id"),
+            ),
+            n => report.fail(
+                "mapping",
+                format!("\"{entry}\" matches {n} groups: {}; use the object id", found.join(", ")),
+            ),
+        }
+    }
+}
+
+#[derive(Default)]
+struct CheckReport {
+    lines: Vec<String>,
+    failed: bool,
+}
+
+impl CheckReport {
+    fn ok(&mut self, what: &str, detail: String) {
+        self.lines.push(format!("ok    {what}: {detail}"));
+    }
+    fn warn(&mut self, what: &str, detail: String) {
+        self.lines.push(format!("warn  {what}: {detail}"));
+    }
+    fn fail(&mut self, what: &str, detail: String) {
+        self.failed = true;
+        self.lines.push(format!("FAIL  {what}: {detail}"));
+    }
+    fn print(&self) {
+        for line in &self.lines {
+            println!("{line}");
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! `entra-sync run`: the long-running service. The only place that wires the pieces
+//! together: one loop reads [`Event`]s (signals, file edits) and runs passes on schedule.
+//!
+//! It never runs on a half-valid configuration: a new one is validated whole before it
+//! replaces the one in force, and a bad edit is logged and ignored.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{CliError, connect, load_config};
+use crate::config::{Config, SecretSource};
+use crate::graph::Graph;
+use crate::lock::{self, DatabaseLock};
+use crate::shutdown::Shutdown;
+use crate::store::{self, Counts, RunEnd, Store};
+use crate::sync::{self, PassOptions, SyncError};
+use crate::systemd::{self, Heartbeat};
+use crate::team;
+use crate::watch::{self, Event};
+
+/// Delta links die after about 7 days unused (graph-protocol.md 3.4): whatever the interval,
+/// a pass runs at least this often to keep them alive.
+const KEEPALIVE: Duration = Duration::from_secs(24 * 60 * 60);
+/// File events come in bursts (write, rename, chmod); they are collected this long.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+/// The main loop wakes at least this often to beat the watchdog heartbeat.
+const TICK: Duration = Duration::from_secs(1);
+/// `meta` key of the daemon's state, read by `status`.
+pub const STATE_KEY: &str = "daemon";
+
+/// What the daemon is doing, kept in the database for `entra-sync status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DaemonState {
+    pub pid: u32,
+    /// starting | idle | syncing | disabled | stopped
+    pub state: String,
+    pub enabled: bool,
+    pub last_pass_at: Option<String>,
+    pub last_pass_status: Option<String>,
+    pub next_pass_at: Option<String>,
+    pub last_error: Option<String>,
+    /// Why the configuration file on disk is not in force, if it is not.
+    pub config_error: Option<String>,
+    pub updated_at: String,
+}
+
+pub fn run(config_path: &Path) -> Result<(), CliError> {
+    let config = load_config(config_path)?;
+    let lock = lock::acquire(&config.sync.database)?;
+    let mut store = Store::open(&config.sync.database)?;
+    store.close_abandoned_runs(&store::now())?;
+
+    let shutdown = Shutdown::new();
+    let (sender, events) = mpsc::channel();
+    watch::signals(sender.clone(), shutdown.clone())
+        .map_err(|e| CliError::Failed(format!("daemon: cannot install signal handlers: {e}")))?;
+    let watcher = watch::files(&watched_files(&config), sender.clone())
+        .map_err(|e| CliError::Failed(format!("daemon: cannot watch {}: {e}", config.path.display())))?;
+    let heartbeat = Heartbeat::new();
+    systemd::start_watchdog(heartbeat.clone());
+
+    let graph = connect(&config, &shutdown);
+    let mut daemon = Daemon {
+        state: DaemonState {
+            pid: std::process::id(),
+            enabled: config.sync.enabled,
+            ..DaemonState::default()
+        },
+        watched: watched_files(&config),
+        config,
+        store,
+        graph,
+        shutdown,
+        events,
+        sender,
+        heartbeat,
+        next_pass: Instant::now(),
+        repeated_failure: None,
+        _watcher: watcher,
+        _lock: lock,
+    };
+    log::info!(
+        "daemon: started (pid {}), config {}, database {}",
+        std::process::id(),
+        daemon.config.path.display(),
+        daemon.config.sync.database.display()
+    );
+    daemon.main_loop();
+    Ok(())
+}
+
+struct Daemon {
+    config: Config,
+    store: Store,
+    graph: Graph,
+    shutdown: Shutdown,
+    events: Receiver<Event>,
+    sender: mpsc::Sender<Event>,
+    heartbeat: Heartbeat,
+    next_pass: Instant,
+    state: DaemonState,
+    watched: Vec<PathBuf>,
+    /// The last failure message and how often it repeated, to log it in full only once.
+    repeated_failure: Option<(String, u32)>,
+    _watcher: notify::RecommendedWatcher,
+    _lock: DatabaseLock,
+}
+
+impl Daemon {
+    fn main_loop(&mut self) {
+        self.publish(if self.config.sync.enabled { "starting" } else { "disabled" });
+        systemd::ready(&self.status_line());
+        loop {
+            self.heartbeat.beat();
+            if self.shutdown.is_requested() {
+                break;
+            }
+            if self.config.sync.enabled && Instant::now() >= self.next_pass {
+                self.pass();
+                continue;
+            }
+            let wait = if self.config.sync.enabled {
+                self.next_pass.saturating_duration_since(Instant::now()).min(TICK)
+            } else {
+                TICK
+            };
+            match self.events.recv_timeout(wait) {
+                Ok(Event::Shutdown) => break,
+                Ok(Event::SyncNow) => {
+                    log::info!("daemon: SIGUSR1, starting a pass now");
+                    self.next_pass = Instant::now();
+                }
+                Ok(Event::Reload) => self.reload("SIGHUP"),
+                Ok(Event::FileChanged) => {
+                    self.debounce();
+                    self.reload("the file changed");
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        systemd::stopping();
+        log::info!("daemon: stopping");
+        self.publish("stopped");
+    }
+
+    /// Swallows the rest of a burst of file events; a signal in the burst is handled after.
+    fn debounce(&mut self) {
+        let deadline = Instant::now() + DEBOUNCE;
+        let mut other = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(Event::FileChanged) => {}
+                Ok(event) => other.push(event),
+                Err(_) => break,
+            }
+        }
+        for event in other {
+            let _ = self.sender.send(event);
+        }
+    }
+
+    fn pass(&mut self) {
+        let full = self.full_pass_due();
+        self.publish("syncing");
+        systemd::status(&format!("syncing{}", if full { " (full pass)" } else { "" }));
+        crate::auth::log_secret_expiry(&self.config);
+        let options = PassOptions {
+            full,
+            heartbeat: Some(self.heartbeat.clone()),
+        };
+        let result = sync::run_pass(&self.config, &mut self.store, &self.graph, options, &self.shutdown);
+        self.state.last_pass_at = Some(store::now());
+        match result {
+            Ok(report) => {
+                self.state.last_pass_status = Some("succeeded".into());
+                self.state.last_error = None;
+                if self.repeated_failure.take().is_some() {
+                    log::info!("daemon: sync works again");
+                }
+                let _ = report;
+            }
+            Err(SyncError::Stopped { .. }) => {
+                self.state.last_pass_status = Some("interrupted".into());
+            }
+            Err(error) => {
+                self.state.last_pass_status = Some("failed".into());
+                self.report_failure(error.to_string());
+            }
+        }
+        // The interval counts from the end of a pass, so passes never stack up.
+        self.next_pass = Instant::now() + self.config.sync.interval.min(KEEPALIVE);
+        self.publish("idle");
+        systemd::status(&self.status_line());
+    }
+
+    /// Logs a failure in full the first time, briefly while it repeats.
+    fn report_failure(&mut self, message: String) {
+        self.state.last_error = Some(message.clone());
+        match &mut self.repeated_failure {
+            Some((last, count)) if *last == message => {
+                *count += 1;
+                log::error!(
+                    "daemon: pass failed again with the same error ({} times in a row); next try in {}",
+                    count,
+                    humantime::format_duration(self.config.sync.interval.min(KEEPALIVE))
+                );
+            }
+            _ => {
+                log::error!("{message}");
+                self.repeated_failure = Some((message, 1));
+            }
+        }
+    }
+
+    /// True when no full pass has succeeded within `sync.full_sync_interval`: a reconciling
+    /// full pass catches deletions that delta failed to report (graph-protocol.md 9.17).
+    fn full_pass_due(&self) -> bool {
+        let last = match self.store.last_full_pass_at() {
+            Ok(Some(at)) => at,
+            // No full pass yet: the first pass is full anyway (there are no delta links).
+            _ => return false,
+        };
+        let Ok(at) = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339) else {
+            return true;
+        };
+        let age = time::OffsetDateTime::now_utc() - at;
+        age.whole_seconds() >= self.config.sync.full_sync_interval.as_secs() as i64
+    }
+
+    fn reload(&mut self, why: &str) {
+        systemd::reloading();
+        match load_config(&self.config.path) {
+            Err(error) => {
+                log::error!("{error}; keeping the configuration in force until the file is fixed");
+                self.state.config_error = Some(error.to_string());
+            }
+            Ok(new) => {
+                self.state.config_error = None;
+                self.apply(new, why);
+            }
+        }
+        self.publish(if self.config.sync.enabled { "idle" } else { "disabled" });
+        systemd::ready(&self.status_line());
+    }
+
+    fn apply(&mut self, mut new: Config, why: &str) {
+        if new == self.config {
+            log::debug!("daemon: reload ({why}): nothing changed");
+            return;
+        }
+        log::info!("daemon: reloading the configuration ({why})");
+        for key in self.config.needs_restart(&new) {
+            log::warn!(
+                "daemon: {key} changed; restart entra-sync to apply it (systemctl restart \
+                 entra-sync); still using {}",
+                self.config.sync.database.display()
+            );
+        }
+        new.sync.database = self.config.sync.database.clone();
+        if new.entra != self.config.entra {
+            // A fresh client drops the cached token; links of another tenant or endpoint
+            // are not reused (sync::Round::plan compares them).
+            log::info!("daemon: credentials or endpoints changed, signing in again");
+            self.graph = connect(&new, &self.shutdown);
+        }
+        let files = watched_files(&new);
+        if files != self.watched {
+            match watch::files(&files, self.sender.clone()) {
+                Ok(watcher) => {
+                    self._watcher = watcher;
+                    self.watched = files;
+                }
+                Err(e) => log::warn!("daemon: cannot watch the new secret file: {e}"),
+            }
+        }
+        let mapping_changed = new.mapping != self.config.mapping;
+        let switched_on = new.sync.enabled && !self.config.sync.enabled;
+        if new.sync.enabled != self.config.sync.enabled {
+            log::info!(
+                "daemon: sync {} by sync.enabled",
+                if new.sync.enabled { "switched on" } else { "switched off; no requests until it is switched on" }
+            );
+        }
+        if new.sync.interval != self.config.sync.interval && !switched_on {
+            let previous = self.config.sync.interval.min(KEEPALIVE);
+            let started = self.next_pass.checked_sub(previous).unwrap_or_else(Instant::now);
+            self.next_pass = started + new.sync.interval.min(KEEPALIVE);
+        }
+        self.state.enabled = new.sync.enabled;
+        self.config = new;
+        if switched_on {
+            self.next_pass = Instant::now();
+        }
+        if mapping_changed {
+            self.recompute_team();
+        }
+    }
+
+    /// Applies a new mapping from the database alone, at once, without Graph.
+    fn recompute_team(&mut self) {
+        let result = (|| -> Result<team::TeamUpdate, store::StoreError> {
+            let run = self.store.begin_run("team", &store::now())?;
+            let update = team::update(&mut self.store, &self.config.mapping, run, false)?;
+            self.store.finish_run(&RunEnd {
+                id: run,
+                finished_at: store::now(),
+                kind: "team",
+                status: "succeeded",
+                error: None,
+                counts: Counts {
+                    team_added: update.added,
+                    team_removed: update.removed,
+                    ..Counts::default()
+                },
+            })?;
+            Ok(update)
+        })();
+        match result {
+            Ok(update) => log::info!(
+                "daemon: mapping changed: team \"{}\" +{} -{}, {} members",
+                self.config.mapping.team,
+                update.added,
+                update.removed,
+                update.size
+            ),
+            Err(e) => log::error!("daemon: mapping changed but the team could not be updated: {e}"),
+        }
+    }
+
+    fn status_line(&self) -> String {
+        if !self.config.sync.enabled {
+            return "disabled by sync.enabled = false".into();
+        }
+        let last = match (&self.state.last_pass_at, &self.state.last_pass_status) {
+            (Some(at), Some(status)) => format!("last pass {status} at {at}"),
+            _ => "no pass yet".into(),
+        };
+        let error = self
+            .state
+            .last_error
+            .as_deref()
+            .map(|e| format!("; error: {}", e.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
+        format!("{last}; next pass at {}{error}", self.next_pass_at())
+    }
+
+    fn next_pass_at(&self) -> String {
+        let left = self.next_pass.saturating_duration_since(Instant::now());
+        store::timestamp(time::OffsetDateTime::now_utc() + left)
+    }
+
+    /// Records what the daemon is doing where `status` can read it.
+    fn publish(&mut self, state: &str) {
+        self.state.state = state.into();
+        self.state.enabled = self.config.sync.enabled;
+        self.state.next_pass_at = (self.config.sync.enabled && state != "stopped").then(|| self.next_pass_at());
+        self.state.updated_at = store::now();
+        let text = serde_json::to_string(&self.state).unwrap_or_default();
+        if let Err(e) = self.store.set_meta(STATE_KEY, &text) {
+            log::warn!("daemon: cannot record its state: {e}");
+        }
+    }
+}
+
+/// The files whose edits trigger a reload: the config, and the secret file if there is one.
+fn watched_files(config: &Config) -> Vec<PathBuf> {
+    let mut files = vec![config.path.clone()];
+    if let SecretSource::File(path) = &config.entra.secret_source {
+        files.push(path.clone());
+    }
+    files
+}

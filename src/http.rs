@@ -1,0 +1,128 @@
+//! The HTTP plumbing shared by `auth` and `graph`: one configured ureq agent, request ids,
+//! `Retry-After` and backoff. Nothing here knows about Entra or Graph semantics.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, SystemTime};
+
+/// Largest body accepted from the token endpoint or Graph. A delta page is a few hundred KiB
+/// at most; this only stops a broken proxy from filling memory.
+const BODY_LIMIT: u64 = 64 * 1024 * 1024;
+/// No server-supplied wait is honoured beyond this; a longer one is treated as this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The agent used for every request: explicit timeouts (ureq has none by default), statuses
+/// returned as responses so callers map them, no redirects (a redirect could carry the bearer
+/// token to another host), and the proxy from `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY`.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("entra-sync/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_send_request(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(100)))
+        .timeout_recv_body(Some(Duration::from_secs(100)))
+        .proxy(ureq::Proxy::try_from_env())
+        .build()
+        .into()
+}
+
+/// A fresh `client-request-id` (graph-protocol.md 5.4: one per request, retries included).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn read_body(response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, ureq::Error> {
+    response
+        .into_body()
+        .into_with_config()
+        .limit(BODY_LIMIT)
+        .read_to_vec()
+}
+
+/// `Retry-After` as seconds (Graph sends fractions such as `2.128`) or as an HTTP date.
+pub fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    parse_retry_after(value, SystemTime::now())
+}
+
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(seconds) = value.parse::<f64>() {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return None;
+        }
+        return Some(Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())));
+    }
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let date = time::PrimitiveDateTime::parse(value, &format).ok()?;
+    let at = SystemTime::from(date.assume_utc());
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// Exponential backoff with jitter for failures that carry no `Retry-After`: about 1 s, 2 s,
+/// 4 s ... capped at 60 s, each between half and all of its step.
+pub struct Backoff {
+    step: Duration,
+}
+
+impl Backoff {
+    pub fn new() -> Backoff {
+        Backoff {
+            step: Duration::from_secs(1),
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let step = self.step;
+        self.step = (self.step * 2).min(Duration::from_secs(60));
+        step.mul_f64(0.5 + jitter() * 0.5)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes; good enough for jitter.
+fn jitter() -> f64 {
+    let bits = RandomState::new().hash_one(std::time::Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_fractions_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_741_083_300); // 2025-03-04 10:15:00
+        assert_eq!(parse_retry_after("2.128", now), Some(Duration::from_millis(2128)));
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Tue, 04 Mar 2025 10:15:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("Tue, 04 Mar 2025 10:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_grows_to_a_cap() {
+        let mut b = Backoff::new();
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
+        assert!(delays[3] >= Duration::from_secs(4));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(60)));
+        assert!(delays[9] >= Duration::from_secs(30));
+    }
+}

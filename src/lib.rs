@@ -1,0 +1,25 @@
+//! entra-sync keeps a local SQLite copy of a Microsoft Entra ID tenant's users, groups and
+//! memberships, and of the local team that a chosen set of Entra groups maps into.
+//!
+//! Modules in reading order: `config` (the TOML file), `auth` (client-credentials tokens),
+//! `graph` (HTTP to Microsoft Graph, typed delta pages; no SQL), `store` (SQLite; no HTTP),
+//! `sync` (a pass: rounds of delta pages applied to the store), `team` (the mapped team),
+//! `daemon` (the service loop), `cli` (the commands). `http`, `lock`, `logging`, `shutdown`,
+//! `systemd` and `watch` are plumbing.
+
+pub mod config;
+pub mod auth;
+pub mod graph;
+pub mod store;
+pub mod sync;
+pub mod team;
+pub mod cli;
+pub mod daemon;
+pub mod status;
+
+pub mod http;
+pub mod lock;
+pub mod logging;
+pub mod shutdown;
+pub mod systemd;
+pub mod watch;

@@ -1,0 +1,29 @@
+//! Log output: env_logger's usual format on a terminal; under journald (`JOURNAL_STREAM`
+//! set) no timestamps, since journald adds its own, and a syslog priority prefix (`<3>`) on
+//! every line so `journalctl -p warning` works. `RUST_LOG` overrides the level.
+
+use std::io::Write;
+
+pub fn init() {
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(log::LevelFilter::Info);
+    if let Ok(filters) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&filters);
+    }
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.format(|out, record| {
+            writeln!(out, "<{}>{}", priority(record.level()), record.args())
+        });
+    }
+    builder.init();
+}
+
+/// syslog priorities: err 3, warning 4, info 6, debug 7.
+fn priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}

@@ -1,0 +1,890 @@
+//! The SQLite database: schema, migrations and every statement. No HTTP here.
+//!
+//! The schema is a public interface (auditors query it with `sqlite3`), documented in
+//! SCHEMA.md. Every write goes through a [`Tx`], which commits explicitly and rolls back when
+//! dropped, so a crash or a stop never leaves half a page behind.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::{Map, Value};
+
+use crate::graph::{Removal, Resource};
+
+/// The schema version this build writes; `PRAGMA user_version` holds the database's.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {path}: cannot create it: {source}; check the directory exists and is writable by this user")]
+    Create {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "database {path}: schema version {found} is newer than this entra-sync understands \
+         ({SCHEMA_VERSION}); upgrade entra-sync, or point sync.database at a new file"
+    )]
+    TooNew { path: String, found: i64 },
+    #[error("database {path} does not exist yet; run `entra-sync sync` first")]
+    Missing { path: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The two kinds of directory object we keep, with the typed columns that mirror some of
+/// their properties (the rest live in `attributes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    pub fn of(resource: Resource) -> Kind {
+        match resource {
+            Resource::Users => Kind::User,
+            Resource::Groups => Kind::Group,
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Kind::User => "users",
+            Kind::Group => "groups",
+        }
+    }
+
+    /// The entity name in `audit_events`.
+    pub fn entity(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Group => "group",
+        }
+    }
+
+    /// (column, Graph property) pairs copied out of the attributes.
+    fn columns(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Kind::User => &[
+                ("user_principal_name", "userPrincipalName"),
+                ("display_name", "displayName"),
+                ("mail", "mail"),
+                ("account_enabled", "accountEnabled"),
+                ("user_type", "userType"),
+            ],
+            Kind::Group => &[
+                ("display_name", "displayName"),
+                ("description", "description"),
+                ("mail", "mail"),
+                ("security_enabled", "securityEnabled"),
+                ("group_types", "groupTypes"),
+            ],
+        }
+    }
+}
+
+/// What the database holds about one user or group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub attributes: Map<String, Value>,
+    pub deletion: Option<Removal>,
+}
+
+/// Per-resource delta state (`sync_state`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncState {
+    pub delta_link: Option<String>,
+    pub delta_link_at: Option<String>,
+    /// What the links were made for: endpoint, tenant and `$select`. A different query
+    /// means the links can't be reused.
+    pub query: Option<String>,
+    pub resume_link: Option<String>,
+    /// Whether the round being resumed is a full one (its end reconciles).
+    pub resume_full: bool,
+    pub generation: i64,
+}
+
+/// The database handle. One writer at a time: the daemon (or `sync`) holds it.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating it with mode 0600 if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store> {
+        create_private(path)?;
+        let conn = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.configure().map_err(|e| store.err(e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only (`status`).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| sqlite_error(path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| sqlite_error(path, e))?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL lets auditors read while a pass writes; NORMAL is durable at every commit
+        // point in WAL mode except for power loss, when at most the last pages are redone.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        self.conn.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.display().to_string(),
+                found: version,
+            });
+        }
+        for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| sqlite_error(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| sqlite_error(&self.path, e))?;
+            tx.pragma_update(None, "user_version", from as i64 + 1)
+                .map_err(|e| sqlite_error(&self.path, e))?;
+            tx.commit().map_err(|e| sqlite_error(&self.path, e))?;
+            log::info!("store: migrated {} to schema version {}", self.path.display(), from + 1);
+        }
+        Ok(())
+    }
+
+    pub fn err(&self, e: rusqlite::Error) -> StoreError {
+        sqlite_error(&self.path, e)
+    }
+
+    pub fn transaction(&mut self) -> Result<Tx<'_>> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sqlite_error(&path, e))?;
+        Ok(Tx { tx, path })
+    }
+
+    pub fn sync_state(&self, resource: Resource) -> Result<SyncState> {
+        read_sync_state(&self.conn, resource).map_err(|e| self.err(e))
+    }
+
+    /// Opens a `sync_runs` row and returns its id.
+    pub fn begin_run(&mut self, kind: &str, now: &str) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO sync_runs (started_at, kind, status) VALUES (?1, ?2, 'running')",
+                params![now, kind],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(&mut self, run: &RunEnd) -> Result<()> {
+        let c = &run.counts;
+        self.conn
+            .execute(
+                "UPDATE sync_runs SET finished_at = ?2, kind = ?3, status = ?4, error = ?5,
+                    users_created = ?6, users_updated = ?7, users_deleted = ?8, users_restored = ?9,
+                    groups_created = ?10, groups_updated = ?11, groups_deleted = ?12,
+                    groups_restored = ?13, members_added = ?14, members_removed = ?15,
+                    team_added = ?16, team_removed = ?17, pages = ?18
+                 WHERE id = ?1",
+                params![
+                    run.id,
+                    run.finished_at,
+                    run.kind,
+                    run.status,
+                    run.error,
+                    c.users_created,
+                    c.users_updated,
+                    c.users_deleted,
+                    c.users_restored,
+                    c.groups_created,
+                    c.groups_updated,
+                    c.groups_deleted,
+                    c.groups_restored,
+                    c.members_added,
+                    c.members_removed,
+                    c.team_added,
+                    c.team_removed,
+                    c.pages,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks runs left `running` by a process that died as `interrupted`.
+    pub fn close_abandoned_runs(&mut self, now: &str) -> Result<usize> {
+        self.conn
+            .execute(
+                "UPDATE sync_runs SET status = 'interrupted', finished_at = ?1,
+                    error = coalesce(error, 'the process ended before the pass finished')
+                 WHERE status = 'running'",
+                params![now],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// When the last successful full pass finished.
+    pub fn last_full_pass_at(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT max(finished_at) FROM sync_runs WHERE kind = 'full' AND status = 'succeeded'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        let tx = self.transaction()?;
+        tx.set_meta(key, value)?;
+        tx.commit()
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// How a pass ended, for its `sync_runs` row.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub id: i64,
+    pub finished_at: String,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub counts: Counts,
+}
+
+/// What a pass changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub users_created: u64,
+    pub users_updated: u64,
+    pub users_deleted: u64,
+    pub users_restored: u64,
+    pub groups_created: u64,
+    pub groups_updated: u64,
+    pub groups_deleted: u64,
+    pub groups_restored: u64,
+    pub members_added: u64,
+    pub members_removed: u64,
+    pub team_added: u64,
+    pub team_removed: u64,
+    pub pages: u64,
+}
+
+impl Counts {
+    /// True when users' state or memberships changed, so the team may have changed.
+    pub fn touches_team(&self) -> bool {
+        self.users_created
+            + self.users_updated
+            + self.users_deleted
+            + self.users_restored
+            + self.groups_created
+            + self.groups_updated
+            + self.groups_deleted
+            + self.groups_restored
+            + self.members_added
+            + self.members_removed
+            > 0
+    }
+}
+
+/// One write transaction, with the domain's operations. Dropping it rolls back.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: PathBuf,
+}
+
+impl Tx<'_> {
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tx.commit().map_err(|e| sqlite_error(&path, e))
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sqlite_error(&self.path, e)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.tx
+    }
+
+    pub fn object(&self, kind: Kind, id: &str) -> Result<Option<Stored>> {
+        let sql = format!("SELECT attributes, deletion FROM {} WHERE id = ?1", kind.table());
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let row = statement
+            .query_row([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|(attributes, deletion)| Stored {
+            attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+            deletion: match deletion.as_deref() {
+                Some("soft") => Some(Removal::Soft),
+                Some(_) => Some(Removal::Permanent),
+                None => None,
+            },
+        }))
+    }
+
+    /// Writes an object's merged attributes, clears any tombstone and stamps it as seen in
+    /// `generation`. `created` tells insert from update.
+    pub fn put_object(
+        &self,
+        kind: Kind,
+        id: &str,
+        attributes: &Map<String, Value>,
+        created: bool,
+        generation: i64,
+        now: &str,
+    ) -> Result<()> {
+        let columns = kind.columns();
+        let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+        let sql = if created {
+            let placeholders: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
+            format!(
+                "INSERT INTO {} (id, attributes, seen_generation, created_at, updated_at, {})
+                 VALUES (?1, ?2, ?3, ?4, ?4, {})",
+                kind.table(),
+                names.join(", "),
+                placeholders.join(", ")
+            )
+        } else {
+            let sets: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{n} = ?{}", i + 5))
+                .collect();
+            format!(
+                "UPDATE {} SET attributes = ?2, seen_generation = ?3, updated_at = ?4,
+                    deleted_at = NULL, deletion = NULL, {} WHERE id = ?1",
+                kind.table(),
+                sets.join(", ")
+            )
+        };
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let attributes_text = Value::Object(attributes.clone()).to_string();
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            id.to_owned().into(),
+            attributes_text.into(),
+            generation.into(),
+            now.to_owned().into(),
+        ];
+        values.extend(columns.iter().map(|(_, prop)| sql_value(attributes.get(*prop))));
+        statement
+            .execute(rusqlite::params_from_iter(values))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Stamps an unchanged object as seen in this round's generation.
+    pub fn mark_seen(&self, kind: Kind, id: &str, generation: i64) -> Result<()> {
+        let sql = format!("UPDATE {} SET seen_generation = ?2 WHERE id = ?1", kind.table());
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        statement.execute(params![id, generation]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn tombstone(&self, kind: Kind, id: &str, removal: Removal, now: &str) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET deleted_at = coalesce(deleted_at, ?2), deletion = ?3, updated_at = ?2
+             WHERE id = ?1",
+            kind.table()
+        );
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        statement
+            .execute(params![id, now, removal.as_str()])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Adds a direct membership, or stamps an existing one as seen. True when it is new.
+    pub fn add_member(&self, group: &str, member: &str, kind: &str, generation: i64, now: &str) -> Result<bool> {
+        let mut update = self
+            .tx
+            .prepare_cached(
+                "UPDATE group_members SET seen_generation = ?3, member_type = ?4
+                 WHERE group_id = ?1 AND member_id = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        if update
+            .execute(params![group, member, generation, kind])
+            .map_err(|e| self.err(e))?
+            > 0
+        {
+            return Ok(false);
+        }
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO group_members (group_id, member_id, member_type, added_at, seen_generation)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| self.err(e))?;
+        insert
+            .execute(params![group, member, kind, now, generation])
+            .map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    /// Removes a direct membership. True when there was one.
+    pub fn remove_member(&self, group: &str, member: &str) -> Result<bool> {
+        let mut statement = self
+            .tx
+            .prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2")
+            .map_err(|e| self.err(e))?;
+        Ok(statement.execute(params![group, member]).map_err(|e| self.err(e))? > 0)
+    }
+
+    /// Removes every membership where `id` is the group or the member, returning the
+    /// (group, member, member_type) rows removed.
+    pub fn remove_memberships_of(&self, id: &str) -> Result<Vec<(String, String, String)>> {
+        let mut select = self
+            .tx
+            .prepare_cached(
+                "SELECT group_id, member_id, member_type FROM group_members
+                 WHERE group_id = ?1 OR member_id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = select
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute("DELETE FROM group_members WHERE group_id = ?1 OR member_id = ?1", [id])
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Live objects of `kind` not seen in `generation`: what a complete full round missed.
+    pub fn unseen_objects(&self, kind: Kind, generation: i64) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE seen_generation < ?1 AND deleted_at IS NULL",
+            kind.table()
+        );
+        let mut statement = self.tx.prepare(&sql).map_err(|e| self.err(e))?;
+        statement
+            .query_map([generation], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes the memberships a complete full groups round did not report, returning them.
+    pub fn sweep_memberships(&self, generation: i64) -> Result<Vec<(String, String, String)>> {
+        let mut select = self
+            .tx
+            .prepare(
+                "SELECT group_id, member_id, member_type FROM group_members
+                 WHERE seen_generation < ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = select
+            .query_map([generation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute("DELETE FROM group_members WHERE seen_generation < ?1", [generation])
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn audit(
+        &self,
+        run: i64,
+        now: &str,
+        entity: &str,
+        entity_id: &str,
+        action: &str,
+        detail: Option<&Value>,
+    ) -> Result<()> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO audit_events (run_id, at, entity, entity_id, action, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(|e| self.err(e))?;
+        statement
+            .execute(params![run, now, entity, entity_id, action, detail.map(Value::to_string)])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn sync_state(&self, resource: Resource) -> Result<SyncState> {
+        read_sync_state(&self.tx, resource).map_err(|e| self.err(e))
+    }
+
+    /// Starts a full round: forgets both links and moves to a new generation, returned.
+    pub fn start_full_round(&self, resource: Resource, query: &str, now: &str) -> Result<i64> {
+        self.tx
+            .execute(
+                "INSERT INTO sync_state (resource, query, generation, resume_full, updated_at)
+                 VALUES (?1, ?2, 1, 1, ?3)
+                 ON CONFLICT (resource) DO UPDATE SET delta_link = NULL, delta_link_at = NULL,
+                    resume_link = NULL, resume_full = 1, query = ?2,
+                    generation = generation + 1, updated_at = ?3",
+                params![resource.name(), query, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.sync_state(resource)?.generation)
+    }
+
+    /// Records where to resume after a committed page.
+    pub fn set_resume_link(&self, resource: Resource, link: &str, full: bool, now: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "UPDATE sync_state SET resume_link = ?2, resume_full = ?3, updated_at = ?4
+                 WHERE resource = ?1",
+                params![resource.name(), link, full, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Completes a round: the new delta link replaces the old one and the resume link goes.
+    pub fn set_delta_link(&self, resource: Resource, link: &str, query: &str, now: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO sync_state (resource, delta_link, delta_link_at, query, resume_link,
+                    resume_full, generation, updated_at)
+                 VALUES (?1, ?2, ?4, ?3, NULL, 0, 0, ?4)
+                 ON CONFLICT (resource) DO UPDATE SET delta_link = ?2, delta_link_at = ?4,
+                    query = ?3, resume_link = NULL, resume_full = 0, updated_at = ?4",
+                params![resource.name(), link, query, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// Team queries: the mapped team is derived from `groups`, `group_members` and `users`.
+impl Tx<'_> {
+    /// (id, display_name, deleted) of every group whose id or display name is `entry`,
+    /// ignoring case (`lower()` in SQLite folds ASCII only, so names are compared in Rust).
+    pub fn groups_matching(&self, entry: &str) -> Result<Vec<(String, String, bool)>> {
+        let wanted = entry.to_lowercase();
+        let mut statement = self
+            .tx
+            .prepare_cached("SELECT id, coalesce(display_name, ''), deleted_at IS NOT NULL FROM groups")
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))
+            .map_err(|e| self.err(e))?;
+        let mut found = Vec::new();
+        for row in rows {
+            let (id, name, deleted) = row.map_err(|e| self.err(e))?;
+            if id.to_lowercase() == wanted || name.to_lowercase() == wanted {
+                found.push((id, name, deleted));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Users who belong in the team: live, enabled unless `include_disabled`, and direct (or
+    /// with `nested`, transitive) members of the live groups `group_ids`. `UNION` makes the
+    /// recursion stop at groups already reached, so membership cycles terminate.
+    pub fn team_candidates(
+        &self,
+        group_ids: &[String],
+        nested: bool,
+        include_disabled: bool,
+    ) -> Result<std::collections::HashSet<String>> {
+        let ids = Value::from(group_ids.to_vec()).to_string();
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "WITH RECURSIVE reached(id) AS (
+                     SELECT g.id FROM json_each(?1) j JOIN groups g ON g.id = j.value
+                     WHERE g.deleted_at IS NULL
+                     UNION
+                     SELECT m.member_id FROM reached r
+                     JOIN group_members m ON m.group_id = r.id AND m.member_type = 'group'
+                     JOIN groups g ON g.id = m.member_id AND g.deleted_at IS NULL
+                     WHERE ?2
+                 )
+                 SELECT DISTINCT u.id FROM reached r
+                 JOIN group_members m ON m.group_id = r.id AND m.member_type = 'user'
+                 JOIN users u ON u.id = m.member_id
+                 WHERE u.deleted_at IS NULL AND (?3 OR u.account_enabled IS NOT 0)",
+            )
+            .map_err(|e| self.err(e))?;
+        statement
+            .query_map(params![ids, nested, include_disabled], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// (team, user_id) of every team_members row.
+    pub fn team_rows(&self) -> Result<Vec<(String, String)>> {
+        let mut statement = self
+            .tx
+            .prepare_cached("SELECT team, user_id FROM team_members")
+            .map_err(|e| self.err(e))?;
+        statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn add_team_member(&self, team: &str, user: &str, now: &str) -> Result<()> {
+        let mut statement = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO team_members (team, user_id, added_at) VALUES (?1, ?2, ?3)")
+            .map_err(|e| self.err(e))?;
+        statement.execute(params![team, user, now]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn remove_team_member(&self, team: &str, user: &str) -> Result<()> {
+        let mut statement = self
+            .tx
+            .prepare_cached("DELETE FROM team_members WHERE team = ?1 AND user_id = ?2")
+            .map_err(|e| self.err(e))?;
+        statement.execute(params![team, user]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<SyncState> {
+    conn.query_row(
+        "SELECT delta_link, delta_link_at, query, resume_link, resume_full, generation
+         FROM sync_state WHERE resource = ?1",
+        [resource.name()],
+        |r| {
+            Ok(SyncState {
+                delta_link: r.get(0)?,
+                delta_link_at: r.get(1)?,
+                query: r.get(2)?,
+                resume_link: r.get(3)?,
+                resume_full: r.get(4)?,
+                generation: r.get(5)?,
+            })
+        },
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
+}
+
+/// A JSON property as an SQL value for the typed columns: booleans as 0/1, arrays and
+/// objects as JSON text, absent or null as NULL.
+fn sql_value(value: Option<&Value>) -> rusqlite::types::Value {
+    use rusqlite::types::Value as Sql;
+    match value {
+        None | Some(Value::Null) => Sql::Null,
+        Some(Value::Bool(b)) => Sql::Integer(i64::from(*b)),
+        Some(Value::String(s)) => Sql::Text(s.clone()),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Sql::Integer)
+            .or_else(|| n.as_f64().map(Sql::Real))
+            .unwrap_or(Sql::Null),
+        Some(other) => Sql::Text(other.to_string()),
+    }
+}
+
+/// Creates the database file with mode 0600 (and its directory with 0700) before SQLite
+/// does, so the tenant's directory never sits world-readable, even for a moment.
+fn create_private(path: &Path) -> Result<()> {
+    let create_error = |source| StoreError::Create {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(create_error)?;
+    }
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(create_error(e)),
+    }
+}
+
+/// The current time as the database writes it: RFC 3339, UTC, whole seconds.
+pub fn now() -> String {
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+pub fn timestamp(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state/test.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn new_database_is_private_wal_and_current() {
+        let (dir, store) = temp_store();
+        let path = dir.path().join("state/test.db");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let journal: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(journal, "wal");
+        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(store);
+        // Reopening migrates nothing and keeps the data.
+        Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let (dir, store) = temp_store();
+        store.conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(store);
+        let err = Store::open(&dir.path().join("state/test.db")).err().unwrap();
+        assert!(err.to_string().contains("newer than this entra-sync understands"), "{err}");
+    }
+
+    #[test]
+    fn objects_round_trip_with_typed_columns() {
+        let (_dir, mut store) = temp_store();
+        let tx = store.transaction().unwrap();
+        let attrs: Map<String, Value> = serde_json::from_str(
+            r#"{"displayName":"Ada","userPrincipalName":"ada@x","accountEnabled":false,"mail":null}"#,
+        )
+        .unwrap();
+        tx.put_object(Kind::User, "u1", &attrs, true, 1, "2026-01-01T00:00:00Z").unwrap();
+        tx.tombstone(Kind::User, "u1", Removal::Soft, "2026-01-02T00:00:00Z").unwrap();
+        let stored = tx.object(Kind::User, "u1").unwrap().unwrap();
+        assert_eq!(stored.attributes, attrs);
+        assert_eq!(stored.deletion, Some(Removal::Soft));
+        tx.commit().unwrap();
+        let row: (String, i64, Option<String>, String) = store
+            .conn
+            .query_row(
+                "SELECT user_principal_name, account_enabled, mail, deleted_at FROM users WHERE id='u1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("ada@x".into(), 0, None, "2026-01-02T00:00:00Z".into()));
+    }
+
+    #[test]
+    fn dropped_transaction_rolls_back() {
+        let (_dir, mut store) = temp_store();
+        {
+            let tx = store.transaction().unwrap();
+            tx.add_member("g", "u", "user", 1, "t").unwrap();
+        }
+        let n: i64 = store.conn.query_row("SELECT count(*) FROM group_members", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn memberships_are_idempotent_and_swept_by_generation() {
+        let (_dir, mut store) = temp_store();
+        let tx = store.transaction().unwrap();
+        assert!(tx.add_member("g", "u1", "user", 1, "t").unwrap());
+        assert!(!tx.add_member("g", "u1", "user", 1, "t").unwrap());
+        assert!(tx.add_member("g", "u2", "user", 1, "t").unwrap());
+        assert!(!tx.add_member("g", "u1", "user", 2, "t").unwrap());
+        let swept = tx.sweep_memberships(2).unwrap();
+        assert_eq!(swept, vec![("g".to_owned(), "u2".to_owned(), "user".to_owned())]);
+        assert!(tx.remove_member("g", "u1").unwrap());
+        assert!(!tx.remove_member("g", "u1").unwrap());
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn full_round_state_moves_generation_and_clears_links() {
+        let (_dir, mut store) = temp_store();
+        let tx = store.transaction().unwrap();
+        assert_eq!(tx.start_full_round(Resource::Users, "q", "t").unwrap(), 1);
+        tx.set_resume_link(Resource::Users, "next", true, "t").unwrap();
+        tx.set_delta_link(Resource::Users, "delta", "q", "t2").unwrap();
+        let state = tx.sync_state(Resource::Users).unwrap();
+        assert_eq!(state.delta_link.as_deref(), Some("delta"));
+        assert_eq!(state.resume_link, None);
+        assert_eq!(tx.start_full_round(Resource::Users, "q", "t").unwrap(), 2);
+        assert_eq!(tx.sync_state(Resource::Users).unwrap().delta_link, None);
+        tx.commit().unwrap();
+    }
+}
