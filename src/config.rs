@@ -431,7 +431,13 @@ fn inline_secret(text: &str) -> Option<String> {
     let (doc, _) = DeTable::parse_recoverable(text);
     let entra = doc.get_ref().get("entra")?;
     let secret = entra.get_ref().as_table()?.get("client_secret")?;
-    secret.get_ref().as_str().map(|s| s.trim_end().to_owned())
+    secret
+        .get_ref()
+        .as_str()
+        .map(|s| s.trim_end().to_owned())
+        // A value that looks like a path is rejected as one (never used as the secret), and the
+        // message must be able to show it.
+        .filter(|s| !s.starts_with('/'))
 }
 
 fn parse_checked(text: &str, path: &Path, env: &Env) -> Result<Config, ConfigError> {
@@ -531,7 +537,7 @@ struct RawEntra {
     graph_endpoint: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSync {
     enabled: Option<Spanned<bool>>,
@@ -540,7 +546,7 @@ struct RawSync {
     database: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawMapping {
     team: Option<Spanned<String>>,
@@ -681,7 +687,9 @@ fn check_shape(ctx: &Ctx<'_>, root: &DeTable<'_>) -> Result<(), ConfigError> {
                 .as_array()
                 .is_some_and(|items| items.iter().any(|item| item.get_ref().is_table()));
             let message = if is_array_of_tables {
-                format!("is written [[{name}]] (an array of tables); write [{name}] with single brackets")
+                format!(
+                    "is written [[{name}]] (an array of tables); write [{name}] with single brackets"
+                )
             } else {
                 format!(
                     "must be a table but is {}; write a section header [{name}] with its keys on the lines below it",
@@ -706,7 +714,11 @@ fn check_shape(ctx: &Ctx<'_>, root: &DeTable<'_>) -> Result<(), ConfigError> {
 
 /// "an integer", "a string".
 fn with_article(noun: &str) -> String {
-    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {noun}")
 }
 
@@ -880,13 +892,39 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, ConfigError
         ),
     };
 
-    // [sync]
-    let sync = raw.sync.map(Spanned::into_inner).unwrap_or(RawSync {
-        enabled: None,
-        interval: None,
-        full_sync_interval: None,
-        database: None,
-    });
+    let sync = build_sync(
+        ctx,
+        raw.sync.map(Spanned::into_inner).unwrap_or_default(),
+        &base_dir,
+    )?;
+    let mapping = build_mapping(
+        ctx,
+        raw.mapping.map(Spanned::into_inner).unwrap_or_default(),
+    )?;
+
+    // The secret last: it may read files.
+    let (secret, secret_source) =
+        resolve_secret(ctx, &entra, &entra_span, env, &base_dir, &mut warnings)?;
+
+    Ok(Config {
+        path: ctx.path.to_path_buf(),
+        entra: Entra {
+            tenant_id,
+            client_id,
+            secret,
+            secret_source,
+            client_secret_expires,
+            cloud,
+            authority_host,
+            graph_endpoint,
+        },
+        sync,
+        mapping,
+        warnings,
+    })
+}
+
+fn build_sync(ctx: &Ctx<'_>, sync: RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigError> {
     let enabled = sync.enabled.as_ref().is_none_or(|v| *v.get_ref());
     let interval = match &sync.interval {
         None => DEFAULT_INTERVAL,
@@ -912,7 +950,7 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, ConfigError
             .map_err(|m| ctx.invalid(value.span(), "sync.full_sync_interval", m))?,
     };
     if full_sync_interval < interval {
-        let err = match (&sync.full_sync_interval, &sync.interval) {
+        return Err(match (&sync.full_sync_interval, &sync.interval) {
             (Some(full), _) => ctx.invalid(
                 full.span(),
                 "sync.full_sync_interval",
@@ -922,18 +960,22 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, ConfigError
                     humantime::format_duration(interval)
                 ),
             ),
-            (None, Some(value)) => ctx.invalid(
-                value.span(),
-                "sync.interval",
-                format!(
-                    "{:?} is longer than full_sync_interval (default \"7d\"); shorten interval or set full_sync_interval to at least {:?}",
-                    value.get_ref(),
-                    value.get_ref()
-                ),
-            ),
-            (None, None) => unreachable_defaults(ctx),
-        };
-        return Err(err);
+            (None, value) => {
+                // `value` is never None here: the defaults are ordered, so interval was set.
+                let shown = value.as_ref().map_or_else(
+                    || humantime::format_duration(interval).to_string(),
+                    |v| format!("{:?}", v.get_ref()),
+                );
+                ctx.error(
+                    ErrorKind::Invalid,
+                    value.as_ref().map(Spanned::span),
+                    Some("sync.interval"),
+                    format!(
+                        "{shown} is longer than full_sync_interval (default \"7d\"); shorten interval or set full_sync_interval to at least that"
+                    ),
+                )
+            }
+        });
     }
     let database = match &sync.database {
         None => PathBuf::from(DEFAULT_DATABASE),
@@ -956,14 +998,15 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, ConfigError
             base_dir.join(raw_path)
         }
     };
+    Ok(SyncSettings {
+        enabled,
+        interval,
+        full_sync_interval,
+        database,
+    })
+}
 
-    // [mapping]
-    let mapping = raw.mapping.map(Spanned::into_inner).unwrap_or(RawMapping {
-        team: None,
-        groups: None,
-        nested: None,
-        include_disabled: None,
-    });
+fn build_mapping(ctx: &Ctx<'_>, mapping: RawMapping) -> Result<Mapping, ConfigError> {
     let team = match &mapping.team {
         None => DEFAULT_TEAM.to_owned(),
         Some(value) if value.get_ref().trim().is_empty() => {
@@ -1001,53 +1044,15 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, ConfigError
         seen.push((folded, group));
         groups.push(name.clone());
     }
-    let nested = mapping.nested.as_ref().is_none_or(|v| *v.get_ref());
-    let include_disabled = mapping
-        .include_disabled
-        .as_ref()
-        .is_some_and(|v| *v.get_ref());
-
-    // The secret last: it may read files.
-    let (secret, secret_source) =
-        resolve_secret(ctx, &entra, &entra_span, env, &base_dir, &mut warnings)?;
-
-    Ok(Config {
-        path: ctx.path.to_path_buf(),
-        entra: Entra {
-            tenant_id,
-            client_id,
-            secret,
-            secret_source,
-            client_secret_expires,
-            cloud,
-            authority_host,
-            graph_endpoint,
-        },
-        sync: SyncSettings {
-            enabled,
-            interval,
-            full_sync_interval,
-            database,
-        },
-        mapping: Mapping {
-            team,
-            groups,
-            nested,
-            include_disabled,
-        },
-        warnings,
+    Ok(Mapping {
+        team,
+        groups,
+        nested: mapping.nested.as_ref().is_none_or(|v| *v.get_ref()),
+        include_disabled: mapping
+            .include_disabled
+            .as_ref()
+            .is_some_and(|v| *v.get_ref()),
     })
-}
-
-/// Both defaults are fixed and ordered (5m <= 7d), so this cannot happen; still an error
-/// rather than a panic.
-fn unreachable_defaults(ctx: &Ctx<'_>) -> ConfigError {
-    ctx.error(
-        ErrorKind::Invalid,
-        None,
-        Some("sync.full_sync_interval"),
-        "is shorter than sync.interval; make it at least as long as interval".to_owned(),
-    )
 }
 
 fn required<'v>(
@@ -1516,29 +1521,1372 @@ fn read_secret_file(path: &Path, shown: Option<&str>) -> Result<String, String> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap is fine in tests only
 mod tests {
     use super::*;
+    use std::io::Write as _;
+
+    const P: &str = "/etc/entra-sync/config.toml";
+    const SECRET: &str = "Zq8~s3cr3t.VALUE_abcdefghijklmnopqrstuv";
+    const TENANT: &str = "contoso.onmicrosoft.com";
+    const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+    /// Lines 1-3 of most test documents.
+    const HEAD: &str = "[entra]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n";
+
+    fn env_secret() -> Env {
+        Env {
+            secret: Some(SECRET.to_owned()),
+            credentials_directory: None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new(P), &env_secret())
+    }
+
+    fn ok(text: &str) -> Config {
+        match parse(text) {
+            Ok(config) => config,
+            Err(e) => panic!("expected {text:?} to parse, got: {e}"),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("expected {text:?} to fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Runs (document, expected Display) cases, reporting all mismatches at once.
+    fn check_errors(cases: &[(&str, &str)]) {
+        let mut failures = Vec::new();
+        for (text, expected) in cases {
+            let got = err(text);
+            if got != *expected {
+                failures.push(format!(
+                    "document {text:?}\n  expected: {expected}\n       got: {got}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    fn with_head(rest: &str) -> String {
+        format!("{HEAD}{rest}")
+    }
+
+    // ---- errors: the shape of the document ----
 
     #[test]
-    fn probe() {
-        let env = Env { secret: Some("Zq8~s3cr3t.VALUE_abcdefghijklmnopqrstuv".into()), credentials_directory: None };
-        for text in [
-            "[entra]\ntenant_id = \"x\n",
-            "[entra]\ntenant_id = \"a.b\"\ntenant_id = \"y\"\n",
-            "[sync]\n[sync]\n",
-            "[entra]\ntenant_id = \"a.b\"\nclient_id = 12\n",
-            "[sync]\ninterval = \"abc\"\n",
-            "[sync]\ninterval = \"5 parsecs\"\n",
-            "[mapping]\ngroups = [\"a\",\n  5]\n",
-            "[sync]\nenabled = \"yes\"\n",
-            "tenant_id = 1\n[entra]\n",
-            "[entra]\nclient_secret_expires = 2028-02-30\n",
-            "x = \n",
-            "[entra\n",
-            "[[entra]]\ntenant_id=\"x\"\n",
-            "entra = 5\n",
+    fn syntax_shape_and_type_errors() {
+        check_errors(&[
+            (
+                "[entra]\ntenant_id = \"x\n",
+                "config: /etc/entra-sync/config.toml:2: not valid TOML: invalid basic string, expected `\"`; fix the syntax on this line (see https://toml.io)",
+            ),
+            (
+                "[entra\n",
+                "config: /etc/entra-sync/config.toml:1: not valid TOML: unclosed table, expected `]`; fix the syntax on this line (see https://toml.io)",
+            ),
+            (
+                &with_head("\n[sync]\ninterval = 5m\n"),
+                "config: /etc/entra-sync/config.toml:6: not valid TOML: string values must be quoted, expected literal string; fix the syntax on this line (see https://toml.io)",
+            ),
+            (
+                &with_head("tenant_id = \"fabrikam.com\"\n"),
+                "config: /etc/entra-sync/config.toml:4: not valid TOML: duplicate key `tenant_id`; a key or table may appear only once, so delete or merge the repeated one",
+            ),
+            (
+                &with_head("[sync]\n[sync]\n"),
+                "config: /etc/entra-sync/config.toml:5: not valid TOML: duplicate key `sync`; a key or table may appear only once, so delete or merge the repeated one",
+            ),
+            (
+                &with_head("foo = 1\n"),
+                "config: /etc/entra-sync/config.toml:4: entra.foo: unknown key; valid keys in [entra] are: tenant_id, client_id, client_secret, client_secret_file, client_secret_expires, cloud, authority_host, graph_endpoint",
+            ),
+            (
+                &with_head("[sync]\nintervall = \"5m\"\n"),
+                "config: /etc/entra-sync/config.toml:5: sync.intervall: unknown key; did you mean interval? (valid keys in [sync]: enabled, interval, full_sync_interval, database)",
+            ),
+            (
+                &with_head("[mapping]\nInclude-Disabled = true\n"),
+                "config: /etc/entra-sync/config.toml:5: mapping.Include-Disabled: unknown key; did you mean include_disabled? (valid keys in [mapping]: team, groups, nested, include_disabled)",
+            ),
+            (
+                &with_head("interval = \"5m\"\n"),
+                "config: /etc/entra-sync/config.toml:4: entra.interval: unknown key in [entra]; interval belongs in the [sync] table, so move it below the [sync] header",
+            ),
+            (
+                "tenant_id = \"contoso.onmicrosoft.com\"\n[entra]\n",
+                "config: /etc/entra-sync/config.toml:1: tenant_id: unknown top-level key; tenant_id belongs in the [entra] table, so move it below the [entra] header",
+            ),
+            (
+                "verbose = true\n",
+                "config: /etc/entra-sync/config.toml:1: verbose: unknown top-level key; every key goes in one of the tables [entra], [sync], [mapping]",
+            ),
+            (
+                &with_head("[synk]\nenabled = true\n"),
+                "config: /etc/entra-sync/config.toml:4: synk: unknown table [synk]; did you mean [sync]? (valid tables: [entra], [sync], [mapping])",
+            ),
+            (
+                &with_head("[logging]\nlevel = \"debug\"\n"),
+                "config: /etc/entra-sync/config.toml:4: logging: unknown table [logging]; valid tables are [entra], [sync], [mapping]",
+            ),
+            (
+                &with_head("[entra.extra]\nx = 1\n"),
+                "config: /etc/entra-sync/config.toml:4: entra.extra: unknown key; valid keys in [entra] are: tenant_id, client_id, client_secret, client_secret_file, client_secret_expires, cloud, authority_host, graph_endpoint",
+            ),
+            (
+                "[[entra]]\ntenant_id = \"contoso.onmicrosoft.com\"\n",
+                "config: /etc/entra-sync/config.toml:1: entra: is written [[entra]] (an array of tables); write [entra] with single brackets",
+            ),
+            (
+                "sync = 5\n",
+                "config: /etc/entra-sync/config.toml:1: sync: must be a table but is an integer; write a section header [sync] with its keys on the lines below it",
+            ),
+            (
+                "[entra]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = 12\n",
+                "config: /etc/entra-sync/config.toml:3: entra.client_id: invalid type: integer `12`, expected a string; write it like client_id = \"11111111-2222-3333-4444-555555555555\"",
+            ),
+            (
+                &with_head("[sync]\ninterval = 300\n"),
+                "config: /etc/entra-sync/config.toml:5: sync.interval: invalid type: integer `300`, expected a string; write it like interval = \"5m\"",
+            ),
+            (
+                &with_head("[sync]\nenabled = \"yes\"\n"),
+                "config: /etc/entra-sync/config.toml:5: sync.enabled: invalid type: string \"yes\", expected a boolean; write it like enabled = true",
+            ),
+            (
+                &with_head("[mapping]\ngroups = [\n  \"Engineering\",\n  5,\n]\n"),
+                "config: /etc/entra-sync/config.toml:7: mapping.groups: invalid type: integer `5`, expected a string; write it like groups = [\"Engineering\", \"Sales\"]",
+            ),
+            (
+                &with_head("[mapping]\ngroups = \"Engineering\"\n"),
+                "config: /etc/entra-sync/config.toml:5: mapping.groups: invalid type: string \"Engineering\", expected a sequence; write it like groups = [\"Engineering\", \"Sales\"]",
+            ),
+            // Dotted keys at the top level are the same as a table.
+            (
+                "entra.tenant_id = \"contoso.onmicrosoft.com\"\nentra.client_id = \"abc\"\n",
+                "config: /etc/entra-sync/config.toml:2: entra.client_id: \"abc\" is not a GUID; copy the Application (client) ID from the app registration's Overview page in the Microsoft Entra admin center",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn missing_required_keys() {
+        check_errors(&[
+            (
+                "[entra]\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n",
+                "config: /etc/entra-sync/config.toml:1: entra.tenant_id: required key is missing; add it to the [entra] table, e.g. tenant_id = \"contoso.onmicrosoft.com\" (the Directory (tenant) ID or a verified domain)",
+            ),
+            (
+                "# comment\n\n[entra]\ntenant_id = \"contoso.onmicrosoft.com\"\n",
+                "config: /etc/entra-sync/config.toml:3: entra.client_id: required key is missing; add it to the [entra] table, e.g. client_id = \"11111111-2222-3333-4444-555555555555\" (the Application (client) ID)",
+            ),
+            (
+                "[sync]\nenabled = true\n",
+                "config: /etc/entra-sync/config.toml: entra.tenant_id: required key is missing (there is no [entra] table); add an [entra] table with tenant_id = \"contoso.onmicrosoft.com\", client_id = \"11111111-2222-3333-4444-555555555555\" and a client secret (see config.example.toml)",
+            ),
+            (
+                "",
+                "config: /etc/entra-sync/config.toml: entra.tenant_id: required key is missing (there is no [entra] table); add an [entra] table with tenant_id = \"contoso.onmicrosoft.com\", client_id = \"11111111-2222-3333-4444-555555555555\" and a client secret (see config.example.toml)",
+            ),
+        ]);
+    }
+
+    // ---- errors: values ----
+
+    #[test]
+    fn tenant_and_client_rules() {
+        let tenant =
+            |value: &str| format!("[entra]\ntenant_id = {value:?}\nclient_id = \"{CLIENT}\"\n");
+        let hint = "use the Directory (tenant) ID from the app registration's Overview page in the Microsoft Entra admin center, or a verified domain such as contoso.onmicrosoft.com";
+        let cases = [
+            (
+                "common",
+                format!(
+                    "\"common\" is a multi-tenant alias, but client credentials needs a tenant-specific authority; {hint}"
+                ),
+            ),
+            (
+                "Organizations",
+                format!(
+                    "\"Organizations\" is a multi-tenant alias, but client credentials needs a tenant-specific authority; {hint}"
+                ),
+            ),
+            (
+                "consumers",
+                format!(
+                    "\"consumers\" is a multi-tenant alias, but client credentials needs a tenant-specific authority; {hint}"
+                ),
+            ),
+            (
+                "contoso",
+                format!("\"contoso\" is neither a GUID nor a domain name; {hint}"),
+            ),
+            ("", format!("is empty; {hint}")),
+            (
+                "contoso..com",
+                format!("\"contoso..com\" is neither a GUID nor a domain name; {hint}"),
+            ),
+            (
+                "contoso.com.",
+                format!("\"contoso.com.\" is neither a GUID nor a domain name; {hint}"),
+            ),
+            (
+                "-contoso.com",
+                format!("\"-contoso.com\" is neither a GUID nor a domain name; {hint}"),
+            ),
+            (
+                "contoso_x.com",
+                format!("\"contoso_x.com\" is neither a GUID nor a domain name; {hint}"),
+            ),
+            (
+                "10.0.0.1",
+                format!("\"10.0.0.1\" is neither a GUID nor a domain name; {hint}"),
+            ),
+            (
+                " contoso.com",
+                format!("\" contoso.com\" is neither a GUID nor a domain name; {hint}"),
+            ),
+            (
+                "https://login.microsoftonline.com/contoso.com",
+                format!(
+                    "\"https://login.microsoftonline.com/contoso.com\" is neither a GUID nor a domain name; {hint}"
+                ),
+            ),
+            (
+                "1234567-aaaa-bbbb-cccc-dddddddddddd",
+                format!(
+                    "\"1234567-aaaa-bbbb-cccc-dddddddddddd\" is neither a GUID nor a domain name; {hint}"
+                ),
+            ),
+        ];
+        let long_label = format!("{}.com", "a".repeat(64));
+        let mut owned: Vec<(String, String)> = cases
+            .iter()
+            .map(|(value, message)| {
+                (
+                    tenant(value),
+                    format!("config: {P}:2: entra.tenant_id: {message}"),
+                )
+            })
+            .collect();
+        owned.push((
+            tenant(&long_label),
+            format!("config: {P}:2: entra.tenant_id: {long_label:?} is neither a GUID nor a domain name; {hint}"),
+        ));
+        let client_hint = "copy the Application (client) ID from the app registration's Overview page in the Microsoft Entra admin center";
+        for bad in [
+            "abc",
+            "",
+            "11111111222233334444555555555555",
+            "{11111111-2222-3333-4444-555555555555}",
+            "11111111-2222-3333-4444-55555555555g",
         ] {
-            println!("{:?}\n  -> {}", text, Config::parse(text, Path::new("/etc/entra-sync/config.toml"), &env).unwrap_err());
+            owned.push((
+                format!("[entra]\ntenant_id = \"{TENANT}\"\nclient_id = {bad:?}\n"),
+                format!("config: {P}:3: entra.client_id: {bad:?} is not a GUID; {client_hint}"),
+            ));
+        }
+        owned.push((
+            "[entra]\ntenant_id = \"AAAAAAAA-2222-3333-4444-555555555555\"\nclient_id = \"aaaaaaaa-2222-3333-4444-555555555555\"\n".to_owned(),
+            format!("config: {P}:3: entra.client_id: \"aaaaaaaa-2222-3333-4444-555555555555\" is the tenant ID, not the application's ID; {client_hint}"),
+        ));
+        let cases: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        check_errors(&cases);
+
+        // Accepted forms.
+        for good in [
+            "contoso.onmicrosoft.com",
+            "Contoso.COM",
+            "a-b.c-d.example",
+            "6f1b8c3e-0000-4000-8000-000000000001",
+            "6F1B8C3E-0000-4000-8000-00000000000A",
+            "xn--bcher-kva.example",
+        ] {
+            assert_eq!(ok(&tenant(good)).entra.tenant_id, good);
+        }
+    }
+
+    #[test]
+    fn cloud_and_endpoints() {
+        let e = |rest: &str| err(&with_head(rest));
+        assert_eq!(
+            e("cloud = \"azure\"\n"),
+            "config: /etc/entra-sync/config.toml:4: entra.cloud: \"azure\" is not a known cloud; use one of global, usgov, usgov-dod, china (global unless the tenant is in a US Government or China cloud)"
+        );
+        for (name, cloud, login, graph) in [
+            (
+                "global",
+                Cloud::Global,
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+            ),
+            (
+                "usgov",
+                Cloud::UsGov,
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+            ),
+            (
+                "USGov-DoD",
+                Cloud::UsGovDod,
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+            ),
+            (
+                "china",
+                Cloud::China,
+                "https://login.partner.microsoftonline.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+            ),
+        ] {
+            let config = ok(&with_head(&format!("cloud = {name:?}\n")));
+            assert_eq!(config.entra.cloud, cloud);
+            assert_eq!(config.entra.authority_host, login);
+            assert_eq!(config.entra.graph_endpoint, graph);
+            assert_eq!(cloud.to_string(), name.to_ascii_lowercase());
+            assert_eq!(Cloud::from_name(&cloud.to_string()), Some(cloud));
+        }
+        // An override wins over the cloud's host, for that host only.
+        let config = ok(&with_head(
+            "cloud = \"usgov\"\ngraph_endpoint = \"https://graph.example.test:8443/\"\n",
+        ));
+        assert_eq!(
+            config.entra.authority_host,
+            "https://login.microsoftonline.us"
+        );
+        assert_eq!(
+            config.entra.graph_endpoint,
+            "https://graph.example.test:8443"
+        );
+        assert_eq!(
+            config.entra.scope(),
+            "https://graph.example.test:8443/.default"
+        );
+        assert_eq!(config.entra.graph_host(), "https://graph.example.test:8443");
+        assert_eq!(
+            config.entra.token_url(),
+            "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+    }
+
+    #[test]
+    fn endpoint_normal_forms() {
+        for (given, stored) in [
+            ("https://graph.microsoft.com", "https://graph.microsoft.com"),
+            (
+                "https://graph.microsoft.com/",
+                "https://graph.microsoft.com",
+            ),
+            ("HTTPS://Graph.Microsoft.COM", "https://graph.microsoft.com"),
+            ("https://graph.example:0443", "https://graph.example:443"),
+            ("https://10.1.2.3:8443", "https://10.1.2.3:8443"),
+            ("https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443"),
+            // http only for loopback
+            ("http://localhost:8080", "http://localhost:8080"),
+            ("http://LOCALHOST/", "http://localhost"),
+            ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+            ("http://127.45.6.7", "http://127.45.6.7"),
+            ("http://[::1]:9000", "http://[::1]:9000"),
+            ("http://[0:0:0:0:0:0:0:1]", "http://[::1]"),
+        ] {
+            let config = ok(&with_head(&format!(
+                "graph_endpoint = {given:?}\nauthority_host = {given:?}\n"
+            )));
+            assert_eq!(
+                config.entra.graph_endpoint, stored,
+                "graph_endpoint = {given:?}"
+            );
+            assert_eq!(
+                config.entra.authority_host, stored,
+                "authority_host = {given:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoint_errors() {
+        let shape = "give only scheme://host[:port]";
+        let ex = "\"https://graph.microsoft.com\"";
+        let cases: Vec<(&str, String)> = vec![
+            ("graph.microsoft.com", format!("\"graph.microsoft.com\" is not a URL; {shape}, e.g. {ex}")),
+            ("", format!("is empty; remove the key to use the cloud's default, or give an origin like {ex}")),
+            ("ftp://graph.microsoft.com", format!("\"ftp://graph.microsoft.com\" has scheme \"ftp\"; use https://, e.g. {ex}")),
+            ("https://", format!("\"https://\" has no host; {shape}, e.g. {ex}")),
+            ("https://:443", format!("\"https://:443\" has no host; {shape}, e.g. {ex}")),
+            ("https://graph.microsoft.com/v1.0", format!("\"https://graph.microsoft.com/v1.0\" has a path (\"/v1.0\"); {shape}, e.g. {ex} (entra-sync adds the API version itself)")),
+            ("https://graph.microsoft.com//", format!("\"https://graph.microsoft.com//\" has a path (\"//\"); {shape}, e.g. {ex} (entra-sync adds the API version itself)")),
+            ("https://graph.microsoft.com?x=1", format!("\"https://graph.microsoft.com?x=1\" has a query or fragment; {shape}, e.g. {ex}")),
+            ("https://graph.microsoft.com/#top", format!("\"https://graph.microsoft.com/#top\" has a query or fragment; {shape}, e.g. {ex}")),
+            ("https://admin:hunter2@graph.microsoft.com", format!("contains a user name or password (user@host); credentials never go in the URL: {shape}, e.g. {ex}")),
+            ("https://graph.microsoft.com:0", format!("\"https://graph.microsoft.com:0\" has port \"0\", which is not a number from 1 to 65535; {shape}")),
+            ("https://graph.microsoft.com:65536", format!("\"https://graph.microsoft.com:65536\" has port \"65536\", which is not a number from 1 to 65535; {shape}")),
+            ("https://graph.microsoft.com:", format!("\"https://graph.microsoft.com:\" has port \"\", which is not a number from 1 to 65535; {shape}")),
+            ("https://graph.microsoft.com:+80", format!("\"https://graph.microsoft.com:+80\" has port \"+80\", which is not a number from 1 to 65535; {shape}")),
+            ("https://graph_api.example", format!("\"https://graph_api.example\": \"graph_api.example\" is not a valid host name (letters, digits, hyphens and dots only); {shape}, e.g. {ex}")),
+            ("https://graph..example", format!("\"https://graph..example\": \"graph..example\" is not a valid host name (letters, digits, hyphens and dots only); {shape}, e.g. {ex}")),
+            ("https://gräph.example", "\"https://gräph.example\" has a non-ASCII host; write it in its punycode (xn--) form".to_owned()),
+            ("https://999.1.1.1", format!("\"https://999.1.1.1\": \"999.1.1.1\" is not a valid IPv4 address; {shape}")),
+            ("https://[::1", format!("\"https://[::1\" has an unclosed IPv6 address (missing ']'); {shape}")),
+            ("https://[zz::1]", format!("\"https://[zz::1]\": [zz::1] is not a valid IPv6 address; {shape}")),
+            ("https://[::1]x", format!("\"https://[::1]x\" has \"x\" after the IPv6 address; {shape}")),
+            (" https://graph.microsoft.com", format!("\" https://graph.microsoft.com\" contains whitespace; {shape}, e.g. {ex}")),
+            ("https://graph.microsoft.com ", format!("\"https://graph.microsoft.com \" contains whitespace; {shape}, e.g. {ex}")),
+            ("http://graph.microsoft.com", "\"http://graph.microsoft.com\" uses plain http, which is allowed only for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https://graph.microsoft.com".to_owned()),
+            ("http://10.0.0.1:8080", "\"http://10.0.0.1:8080\" uses plain http, which is allowed only for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https://10.0.0.1:8080".to_owned()),
+            ("http://[2001:db8::1]", "\"http://[2001:db8::1]\" uses plain http, which is allowed only for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https://[2001:db8::1]".to_owned()),
+            ("http://localhost.evil.example", "\"http://localhost.evil.example\" uses plain http, which is allowed only for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https://localhost.evil.example".to_owned()),
+            ("http://128.0.0.1", "\"http://128.0.0.1\" uses plain http, which is allowed only for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https://128.0.0.1".to_owned()),
+        ];
+        let owned: Vec<(String, String)> = cases
+            .iter()
+            .map(|(value, message)| {
+                (
+                    with_head(&format!("graph_endpoint = {value:?}\n")),
+                    format!("config: {P}:4: entra.graph_endpoint: {message}"),
+                )
+            })
+            .collect();
+        let cases: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        check_errors(&cases);
+        // The password is not echoed.
+        assert!(
+            !err(&with_head(
+                "graph_endpoint = \"https://admin:hunter2@graph.microsoft.com\"\n"
+            ))
+            .contains("hunter2")
+        );
+        // authority_host has its own note about paths.
+        assert_eq!(
+            err(&with_head(
+                "authority_host = \"https://login.microsoftonline.com/contoso.onmicrosoft.com\"\n"
+            )),
+            "config: /etc/entra-sync/config.toml:4: entra.authority_host: \"https://login.microsoftonline.com/contoso.onmicrosoft.com\" has a path (\"/contoso.onmicrosoft.com\"); give only scheme://host[:port], e.g. \"https://login.microsoftonline.com\" (the tenant goes in entra.tenant_id)"
+        );
+    }
+
+    #[test]
+    fn secret_expiry() {
+        let config = ok(&with_head("client_secret_expires = 2028-11-26\n"));
+        let expires = time::macros::date!(2028 - 11 - 26);
+        assert_eq!(config.entra.client_secret_expires, Some(expires));
+        assert_eq!(
+            config.secret_days_left(time::macros::date!(2028 - 11 - 16)),
+            Some(10)
+        );
+        assert_eq!(config.secret_days_left(expires), Some(0));
+        assert_eq!(
+            config.secret_days_left(time::macros::date!(2028 - 12 - 01)),
+            Some(-5)
+        );
+        assert_eq!(ok(HEAD).secret_days_left(expires), None);
+        // Far in the future (API-created secrets): accepted without a warning.
+        let config = ok(&with_head("client_secret_expires = 2099-01-01\n"));
+        assert!(config.warnings.is_empty());
+
+        let hint = "write the date the secret expires (the Expires column under Certificates & secrets) without quotes, e.g. client_secret_expires = 2028-11-26";
+        check_errors(&[
+            (
+                &with_head("client_secret_expires = \"2028-11-26\"\n"),
+                &format!(
+                    "config: {P}:4: entra.client_secret_expires: \"2028-11-26\" is a string, not a TOML date; {hint}"
+                ),
+            ),
+            (
+                &with_head("client_secret_expires = 2028-11-26T10:00:00Z\n"),
+                &format!(
+                    "config: {P}:4: entra.client_secret_expires: 2028-11-26T10:00:00Z is not a plain date (it has a time of day); {hint}"
+                ),
+            ),
+            (
+                &with_head("client_secret_expires = 2028-11-26T10:00:00\n"),
+                &format!(
+                    "config: {P}:4: entra.client_secret_expires: 2028-11-26T10:00:00 is not a plain date (it has a time of day); {hint}"
+                ),
+            ),
+            (
+                &with_head("client_secret_expires = 10:00:00\n"),
+                &format!(
+                    "config: {P}:4: entra.client_secret_expires: 10:00:00 is not a plain date (it has a time of day); {hint}"
+                ),
+            ),
+            (
+                &with_head("client_secret_expires = 20281126\n"),
+                &format!(
+                    "config: {P}:4: entra.client_secret_expires: is an integer, not a TOML date; {hint}"
+                ),
+            ),
+            (
+                &with_head("client_secret_expires = 2028-02-30\n"),
+                "config: /etc/entra-sync/config.toml:4: not valid TOML: invalid date, expected day between 01 and 29; fix the syntax on this line (see https://toml.io)",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn sync_rules() {
+        let hint = "write a duration like \"30s\", \"5m\", \"1h 30m\" or \"7d\"";
+        let config = ok(&with_head(
+            "[sync]\ninterval = \"1s\"\nfull_sync_interval = \"1s\"\nenabled = false\n",
+        ));
+        assert_eq!(config.sync.interval, Duration::from_secs(1));
+        assert_eq!(config.sync.full_sync_interval, Duration::from_secs(1));
+        assert!(!config.sync.enabled);
+        let config = ok(&with_head(
+            "[sync]\ninterval = \"1h 30m\"\nfull_sync_interval = \"2weeks\"\n",
+        ));
+        assert_eq!(config.sync.interval, Duration::from_secs(5400));
+        assert_eq!(
+            config.sync.full_sync_interval,
+            Duration::from_secs(14 * 86400)
+        );
+
+        check_errors(&[
+            (
+                &with_head("[sync]\ninterval = \"0s\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"0s\" is shorter than 1s; use at least \"1s\" (the default is \"5m\")"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"500ms\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"500ms\" is shorter than 1s; use at least \"1s\" (the default is \"5m\")"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"five minutes\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"five minutes\" is not a duration (expected number at 0); {hint}"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"5 parsecs\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"5 parsecs\" is not a duration (unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)); {hint}"
+                ),
+            ),
+            (
+                &with_head("[sync]\nfull_sync_interval = \"\"\n"),
+                &format!(
+                    "config: {P}:5: sync.full_sync_interval: \"\" is not a duration (value was empty); {hint}"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"1h\"\nfull_sync_interval = \"30m\"\n"),
+                &format!(
+                    "config: {P}:6: sync.full_sync_interval: \"30m\" is shorter than sync.interval (1h); make it at least as long as interval"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"8d\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"8d\" is longer than full_sync_interval (default \"7d\"); shorten interval or set full_sync_interval to at least that"
+                ),
+            ),
+            (
+                &with_head("[sync]\ndatabase = \"\"\n"),
+                &format!(
+                    "config: {P}:5: sync.database: is empty; give the SQLite file's path, or remove the key to use the default \"/var/lib/entra-sync/entra-sync.db\""
+                ),
+            ),
+            (
+                &with_head("[sync]\ndatabase = \"/var/lib/entra-sync/\"\n"),
+                &format!(
+                    "config: {P}:5: sync.database: \"/var/lib/entra-sync/\" is a directory; give a file path such as \"/var/lib/entra-sync/entra-sync.db\""
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let config = ok(&with_head("[sync]\ndatabase = \"data/mirror.db\"\n"));
+        assert_eq!(
+            config.sync.database,
+            PathBuf::from("/etc/entra-sync/data/mirror.db")
+        );
+        let config = ok(&with_head("[sync]\ndatabase = \"/srv/mirror.db\"\n"));
+        assert_eq!(config.sync.database, PathBuf::from("/srv/mirror.db"));
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
+        let path = dir.path().join("config.toml");
+        let text = with_head("client_secret_file = \"secret\"\n");
+        let config = Config::parse(&text, &path, &Env::default()).unwrap();
+        assert_eq!(
+            config.entra.secret_source,
+            SecretSource::File(dir.path().join("secret"))
+        );
+        assert_eq!(config.entra.secret.expose(), SECRET);
+    }
+
+    #[test]
+    fn mapping_rules() {
+        let config = ok(&with_head(
+            "[mapping]\nteam = \"Staff\"\ngroups = [\"Engineering\", \"6f1b8c3e-0000-4000-8000-000000000001\"]\nnested = false\ninclude_disabled = true\n",
+        ));
+        assert_eq!(
+            config.mapping,
+            Mapping {
+                team: "Staff".to_owned(),
+                groups: vec![
+                    "Engineering".to_owned(),
+                    "6f1b8c3e-0000-4000-8000-000000000001".to_owned()
+                ],
+                nested: false,
+                include_disabled: true,
+            }
+        );
+        check_errors(&[
+            (
+                &with_head("[mapping]\nteam = \" \"\n"),
+                &format!(
+                    "config: {P}:5: mapping.team: is empty; give the local team's name, or remove the key to use the default \"Microsoft Entra ID Users\""
+                ),
+            ),
+            (
+                &with_head("[mapping]\ngroups = [\"Engineering\", \"\"]\n"),
+                &format!(
+                    "config: {P}:5: mapping.groups: contains an empty string; give each group's display name or object ID, or remove the empty entry"
+                ),
+            ),
+            (
+                &with_head(
+                    "[mapping]\ngroups = [\n  \"Engineering\",\n  \"Sales\",\n  \"ENGINEERING\",\n]\n",
+                ),
+                &format!(
+                    "config: {P}:8: mapping.groups: \"ENGINEERING\" is listed twice (also on line 6 as \"Engineering\"; names and IDs are compared ignoring case); remove one of them"
+                ),
+            ),
+            (
+                &with_head(
+                    "[mapping]\ngroups = [\"6F1B8C3E-0000-4000-8000-000000000001\", \"6f1b8c3e-0000-4000-8000-000000000001\"]\n",
+                ),
+                &format!(
+                    "config: {P}:5: mapping.groups: \"6f1b8c3e-0000-4000-8000-000000000001\" is listed twice (also on line 5 as \"6F1B8C3E-0000-4000-8000-000000000001\"; names and IDs are compared ignoring case); remove one of them"
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn defaults() {
+        let config = ok(HEAD);
+        assert_eq!(
+            config,
+            Config {
+                path: PathBuf::from(P),
+                entra: Entra {
+                    tenant_id: TENANT.to_owned(),
+                    client_id: CLIENT.to_owned(),
+                    secret: Secret::new(SECRET),
+                    secret_source: SecretSource::Env,
+                    client_secret_expires: None,
+                    cloud: Cloud::Global,
+                    authority_host: "https://login.microsoftonline.com".to_owned(),
+                    graph_endpoint: "https://graph.microsoft.com".to_owned(),
+                },
+                sync: SyncSettings {
+                    enabled: true,
+                    interval: Duration::from_secs(300),
+                    full_sync_interval: Duration::from_secs(7 * 86400),
+                    database: PathBuf::from("/var/lib/entra-sync/entra-sync.db"),
+                },
+                mapping: Mapping {
+                    team: "Microsoft Entra ID Users".to_owned(),
+                    groups: vec![],
+                    nested: true,
+                    include_disabled: false,
+                },
+                warnings: vec![],
+            }
+        );
+        // Empty tables are the same as absent ones.
+        assert_eq!(ok(&with_head("[sync]\n[mapping]\n")), config);
+        assert_eq!(config.entra.scope(), "https://graph.microsoft.com/.default");
+        assert_eq!(
+            config.entra.token_url(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(config.entra.graph_host(), "https://graph.microsoft.com");
+    }
+
+    // ---- the client secret ----
+
+    fn write_mode(path: &Path, contents: &str, mode: u32) {
+        let mut file = fs::File::create(path).unwrap();
+        file.write_all(contents.as_bytes()).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn each_secret_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+
+        // Inline (trailing whitespace trimmed), in a 0600 file: no warning.
+        let text = with_head(&format!("client_secret = \"{SECRET}  \"\n"));
+        write_mode(&config_path, &text, 0o600);
+        let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
+        assert_eq!(config.entra.secret.expose(), SECRET);
+        assert_eq!(config.entra.secret_source, SecretSource::Inline);
+        assert_eq!(
+            config.entra.secret_source.to_string(),
+            "client_secret in the config file"
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+        // File, with a trailing newline.
+        let secret_path = dir.path().join("client-secret");
+        write_mode(&secret_path, &format!("{SECRET}\r\n\n"), 0o600);
+        let text = with_head(&format!(
+            "client_secret_file = {:?}\n",
+            secret_path.display().to_string()
+        ));
+        let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
+        assert_eq!(config.entra.secret.expose(), SECRET);
+        assert_eq!(
+            config.entra.secret_source,
+            SecretSource::File(secret_path.clone())
+        );
+        assert_eq!(
+            config.entra.secret_source.to_string(),
+            format!("client_secret_file {}", secret_path.display())
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+        // Environment variable (trimmed); an empty one does not count.
+        let env = Env {
+            secret: Some(format!("{SECRET}\n")),
+            credentials_directory: None,
+        };
+        let config = Config::parse(HEAD, &config_path, &env).unwrap();
+        assert_eq!(config.entra.secret.expose(), SECRET);
+        assert_eq!(config.entra.secret_source, SecretSource::Env);
+        assert_eq!(
+            config.entra.secret_source.to_string(),
+            "environment variable ENTRA_SYNC_CLIENT_SECRET"
+        );
+
+        // systemd credential.
+        let creds = tempfile::tempdir().unwrap();
+        write_mode(
+            &creds.path().join("client-secret"),
+            &format!("{SECRET}\n"),
+            0o400,
+        );
+        let env = Env {
+            secret: Some(" \n".to_owned()),
+            credentials_directory: Some(creds.path().to_path_buf()),
+        };
+        let config = Config::parse(HEAD, &config_path, &env).unwrap();
+        assert_eq!(config.entra.secret.expose(), SECRET);
+        let credential = creds.path().join("client-secret");
+        assert_eq!(
+            config.entra.secret_source,
+            SecretSource::Credential(credential.clone())
+        );
+        assert_eq!(
+            config.entra.secret_source.to_string(),
+            format!(
+                "systemd credential $CREDENTIALS_DIRECTORY/client-secret ({})",
+                credential.display()
+            )
+        );
+
+        // A credentials directory without our credential does not count.
+        let empty = tempfile::tempdir().unwrap();
+        let env = Env {
+            secret: Some(SECRET.to_owned()),
+            credentials_directory: Some(empty.path().to_path_buf()),
+        };
+        assert_eq!(
+            Config::parse(HEAD, &config_path, &env)
+                .unwrap()
+                .entra
+                .secret_source,
+            SecretSource::Env
+        );
+    }
+
+    #[test]
+    fn no_or_several_secret_sources() {
+        let none = "config: /etc/entra-sync/config.toml:1: entra.client_secret: no client secret is configured; do one of: \
+            add client_secret_file = \"/etc/entra-sync/client-secret\" (a file holding only the secret) to [entra], \
+            add client_secret = \"...\" to [entra], set the environment variable ENTRA_SYNC_CLIENT_SECRET, \
+            or pass a systemd credential (LoadCredential=client-secret:/path/to/secret, read from $CREDENTIALS_DIRECTORY/client-secret)";
+        let p = Path::new(P);
+        assert_eq!(
+            Config::parse(HEAD, p, &Env::default())
+                .unwrap_err()
+                .to_string(),
+            none
+        );
+        let blank = Env {
+            secret: Some(String::new()),
+            credentials_directory: None,
+        };
+        let error = Config::parse(HEAD, p, &blank).unwrap_err();
+        assert_eq!(error.to_string(), none);
+        assert_eq!(error.kind, ErrorKind::Secret);
+
+        // Inline and environment: points at the inline key.
+        let text = with_head(&format!("client_secret = \"{SECRET}\"\n"));
+        assert_eq!(
+            Config::parse(&text, p, &env_secret())
+                .unwrap_err()
+                .to_string(),
+            "config: /etc/entra-sync/config.toml:4: entra.client_secret: the client secret is given 2 ways (client_secret in the config file, \
+             environment variable ENTRA_SYNC_CLIENT_SECRET); keep exactly one of them and remove the others"
+        );
+        // Both keys in the file.
+        let text = with_head(&format!(
+            "client_secret_file = \"/etc/entra-sync/client-secret\"\nclient_secret = \"{SECRET}\"\n"
+        ));
+        assert_eq!(
+            Config::parse(&text, p, &Env::default())
+                .unwrap_err()
+                .to_string(),
+            "config: /etc/entra-sync/config.toml:5: entra.client_secret: the client secret is given 2 ways (client_secret in the config file, \
+             client_secret_file /etc/entra-sync/client-secret); keep exactly one of them and remove the others"
+        );
+        // Environment and credential: nothing in the file to point at.
+        let creds = tempfile::tempdir().unwrap();
+        write_mode(&creds.path().join("client-secret"), SECRET, 0o400);
+        let env = Env {
+            secret: Some(SECRET.to_owned()),
+            credentials_directory: Some(creds.path().to_path_buf()),
+        };
+        assert_eq!(
+            Config::parse(HEAD, p, &env).unwrap_err().to_string(),
+            format!(
+                "config: /etc/entra-sync/config.toml: the client secret is given 2 ways (environment variable ENTRA_SYNC_CLIENT_SECRET, \
+                 systemd credential $CREDENTIALS_DIRECTORY/client-secret ({})); keep exactly one of them and remove the others",
+                creds.path().join("client-secret").display()
+            )
+        );
+        // All four.
+        let text = with_head(&format!(
+            "client_secret = \"{SECRET}\"\nclient_secret_file = \"/nonexistent\"\n"
+        ));
+        let message = Config::parse(&text, p, &env).unwrap_err().to_string();
+        assert!(
+            message.contains("the client secret is given 4 ways"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn secret_file_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let parse_file = |name: &str| {
+            let text = with_head(&format!("client_secret_file = {name:?}\n"));
+            Config::parse(&text, &dir.path().join("config.toml"), &Env::default())
+        };
+        let cfg = format!("{d}/config.toml");
+
+        assert_eq!(
+            parse_file("missing").unwrap_err().to_string(),
+            format!(
+                "config: {cfg}:4: entra.client_secret_file: {d}/missing does not exist; create it holding only the client secret's Value (chmod 600), or correct the path"
+            )
+        );
+        write_mode(&dir.path().join("empty"), " \n\n", 0o600);
+        assert_eq!(
+            parse_file("empty").unwrap_err().to_string(),
+            format!(
+                "config: {cfg}:4: entra.client_secret_file: {d}/empty is empty; put the client secret's Value in it (Certificates & secrets in the app registration; the Value, not the Secret ID)"
+            )
+        );
+        write_mode(
+            &dir.path().join("two-lines"),
+            &format!("{SECRET}\nsecond\n"),
+            0o600,
+        );
+        let error = parse_file("two-lines").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "config: {cfg}:4: entra.client_secret_file: {d}/two-lines has more than one line; it must hold only the client secret's Value"
+            )
+        );
+        assert!(!error.to_string().contains(SECRET));
+        fs::create_dir(dir.path().join("a-dir")).unwrap();
+        let message = parse_file("a-dir").unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!(
+                "config: {cfg}:4: entra.client_secret_file: cannot read {d}/a-dir: "
+            )),
+            "{message}"
+        );
+        fs::write(dir.path().join("binary"), [0xff, 0xfe, 0x00]).unwrap();
+        assert_eq!(
+            parse_file("binary").unwrap_err().to_string(),
+            format!(
+                "config: {cfg}:4: entra.client_secret_file: {d}/binary is not UTF-8 text; it must hold only the client secret's Value"
+            )
+        );
+        assert_eq!(
+            parse_file("").unwrap_err().to_string(),
+            format!(
+                "config: {cfg}:4: entra.client_secret_file: is empty; give the path of a file holding only the client secret, e.g. \"/etc/entra-sync/client-secret\""
+            )
+        );
+        // The secret pasted where the path belongs is not echoed.
+        let error = parse_file(SECRET).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "config: {cfg}:4: entra.client_secret_file: the file (its name is not shown because it looks like a secret; client_secret_file takes a path) does not exist; create it holding only the client secret's Value (chmod 600), or correct the path"
+            )
+        );
+        // A credential that is present but empty.
+        let creds = tempfile::tempdir().unwrap();
+        write_mode(&creds.path().join("client-secret"), "\n", 0o400);
+        let env = Env {
+            secret: None,
+            credentials_directory: Some(creds.path().to_path_buf()),
+        };
+        assert_eq!(
+            Config::parse(HEAD, Path::new(P), &env)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "config: {P}: systemd credential {}/client-secret is empty; put the client secret's Value in it (Certificates & secrets in the app registration; the Value, not the Secret ID)",
+                creds.path().display()
+            )
+        );
+        // Inline problems.
+        let inline = |value: &str| {
+            Config::parse(
+                &with_head(&format!("client_secret = {value:?}\n")),
+                Path::new(P),
+                &Env::default(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            inline(""),
+            format!(
+                "config: {P}:4: entra.client_secret: is empty; put the client secret's Value here, or remove the key and use client_secret_file"
+            )
+        );
+        assert_eq!(
+            inline("/etc/entra-sync/client-secret"),
+            format!(
+                "config: {P}:4: entra.client_secret: \"/etc/entra-sync/client-secret\" looks like a file path; to read the secret from that file write client_secret_file = \"/etc/entra-sync/client-secret\" instead"
+            )
+        );
+    }
+
+    #[test]
+    fn permission_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+        let text = with_head(&format!("client_secret = \"{SECRET}\"\n"));
+        for mode in [0o640, 0o644, 0o604] {
+            write_mode(&config_path, &text, mode);
+            let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
+            let p = config_path.display();
+            assert_eq!(
+                config.warnings,
+                vec![format!(
+                    "{p} contains client_secret and is readable by other users (mode {mode:04o}); run: chmod 600 {p} \
+                     (or move the secret to client_secret_file or a systemd credential)"
+                )]
+            );
+            assert!(config.warnings[0].contains(&format!("chmod 600 {p}")));
+        }
+        // Group or world readable config without an inline secret: fine.
+        write_mode(&config_path, HEAD, 0o644);
+        assert!(
+            Config::parse(HEAD, &config_path, &env_secret())
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+
+        // Secret file accessible by others: warning; by the group only: fine.
+        let secret_path = dir.path().join("client-secret");
+        let text = with_head("client_secret_file = \"client-secret\"\n");
+        write_mode(&secret_path, SECRET, 0o644);
+        let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
+        let s = secret_path.display();
+        assert_eq!(
+            config.warnings,
+            vec![format!(
+                "client_secret_file {s} is accessible by other users (mode 0644); run: chmod 600 {s}"
+            )]
+        );
+        write_mode(&secret_path, SECRET, 0o640);
+        assert!(
+            Config::parse(&text, &config_path, &Env::default())
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+
+        // A GUID in place of the secret value.
+        let env = Env {
+            secret: Some("6f1b8c3e-0000-4000-8000-000000000001".to_owned()),
+            credentials_directory: None,
+        };
+        assert_eq!(
+            Config::parse(HEAD, &config_path, &env).unwrap().warnings,
+            vec!["the client secret from environment variable ENTRA_SYNC_CLIENT_SECRET looks like a GUID, which is the Secret ID; \
+                  entra-sync needs the secret's Value (shown once, when the secret is created)".to_owned()]
+        );
+    }
+
+    #[test]
+    fn secret_never_in_error_or_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_path = dir.path().join("client-secret");
+        write_mode(&secret_path, &format!("{SECRET}\n"), 0o600);
+        let inline = format!("client_secret = \"{SECRET}\"\n");
+        let env_only = env_secret();
+        let documents = [
+            // several sources
+            (with_head(&inline), env_only.clone()),
+            // a bad value next to an inline secret
+            (
+                format!("[entra]\n{inline}tenant_id = \"common\"\nclient_id = \"x\"\n"),
+                Env::default(),
+            ),
+            // the secret where a path belongs, and where other values belong
+            (
+                with_head(&format!("client_secret_file = \"{SECRET}\"\n")),
+                Env::default(),
+            ),
+            (
+                with_head(&format!("cloud = \"{SECRET}\"\n")),
+                env_only.clone(),
+            ),
+            (
+                with_head(&format!("graph_endpoint = \"{SECRET}\"\n")),
+                env_only.clone(),
+            ),
+            (
+                format!("[entra]\ntenant_id = \"{SECRET}\"\n"),
+                env_only.clone(),
+            ),
+            (
+                with_head(&format!("[sync]\nenabled = \"{SECRET}\"\n")),
+                env_only.clone(),
+            ),
+            (
+                with_head(&format!("[sync]\ninterval = \"{SECRET}\"\n")),
+                env_only.clone(),
+            ),
+            (
+                with_head(&format!(
+                    "[mapping]\ngroups = [\"{SECRET}\", \"{SECRET}\"]\n"
+                )),
+                env_only.clone(),
+            ),
+            // syntax errors on the secret's line
+            (
+                with_head(&format!("client_secret = \"{SECRET}\n")),
+                Env::default(),
+            ),
+            (
+                with_head(&format!("client_secret = {SECRET}\n")),
+                Env::default(),
+            ),
+            (with_head(&format!("{inline}{inline}")), Env::default()),
+            // a secret file plus the environment
+            (
+                with_head(&format!(
+                    "client_secret_file = {:?}\n",
+                    secret_path.display().to_string()
+                )),
+                env_only.clone(),
+            ),
+        ];
+        for (text, env) in &documents {
+            let error = Config::parse(text, &dir.path().join("config.toml"), env).unwrap_err();
+            let shown = error.to_string();
+            let debug = format!("{error:?}");
+            assert!(
+                !shown.contains(SECRET) && !debug.contains(SECRET),
+                "leak for {text:?}: {shown}"
+            );
+            assert!(
+                !shown.contains(&SECRET[..20]),
+                "partial leak for {text:?}: {shown}"
+            );
+        }
+        // Debug and Display of everything that holds the secret.
+        let config = Config::parse(
+            &with_head(&format!(
+                "client_secret_file = {:?}\n",
+                secret_path.display().to_string()
+            )),
+            &dir.path().join("config.toml"),
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(config.entra.secret.expose(), SECRET);
+        for shown in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{:?}", config.entra),
+            format!("{}", config.entra.secret),
+            format!("{:?}", env_secret()),
+        ] {
+            assert!(!shown.contains(SECRET), "{shown}");
+        }
+        assert_eq!(config.entra.secret.to_string(), "[redacted]");
+        assert_eq!(format!("{:?}", config.entra.secret), "[redacted]");
+        assert_eq!(
+            format!("{:?}", env_secret()),
+            "Env { secret: Some(\"[redacted]\"), credentials_directory: None }"
+        );
+        // A reload can still tell that the secret changed.
+        let mut other = config.clone();
+        other.entra.secret = Secret::new("another");
+        assert_ne!(config, other);
+    }
+
+    // ---- the example file ----
+
+    const EXAMPLE: &str = include_str!("../config.example.toml");
+
+    /// The example with its client_secret_file pointed at `secret_path`.
+    fn example_with_secret(secret_path: &Path) -> String {
+        let line = "client_secret_file = \"/etc/entra-sync/client-secret\"";
+        assert_eq!(
+            EXAMPLE.matches(line).count(),
+            1,
+            "the example must have exactly one {line}"
+        );
+        EXAMPLE.replace(
+            line,
+            &format!(
+                "client_secret_file = {:?}",
+                secret_path.display().to_string()
+            ),
+        )
+    }
+
+    /// Uncomments every `# key = value` line whose key belongs to the table it is in.
+    fn uncomment_defaults(text: &str) -> (String, usize) {
+        let mut table = "";
+        let mut count = 0;
+        let mut out = String::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = name;
+            }
+            let candidate = line
+                .strip_prefix("# ")
+                .and_then(|rest| rest.split_once(" = "))
+                .filter(|(key, _)| {
+                    table_keys(table).is_some_and(|keys| keys.iter().any(|(k, _)| k == key))
+                });
+            match candidate {
+                Some(_) => {
+                    out.push_str(&line[2..]);
+                    count += 1;
+                }
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        (out, count)
+    }
+
+    #[test]
+    fn example_file_parses_to_the_documented_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_path = dir.path().join("client-secret");
+        write_mode(&secret_path, &format!("{SECRET}\n"), 0o600);
+        let config_path = dir.path().join("config.toml");
+        let text = example_with_secret(&secret_path);
+        let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
+
+        let expected = Config {
+            path: config_path.clone(),
+            entra: Entra {
+                tenant_id: TENANT.to_owned(),
+                client_id: CLIENT.to_owned(),
+                secret: Secret::new(SECRET),
+                secret_source: SecretSource::File(secret_path.clone()),
+                client_secret_expires: None,
+                cloud: Cloud::Global,
+                authority_host: Cloud::Global.authority_host().to_owned(),
+                graph_endpoint: Cloud::Global.graph_endpoint().to_owned(),
+            },
+            sync: SyncSettings {
+                enabled: true,
+                interval: DEFAULT_INTERVAL,
+                full_sync_interval: DEFAULT_FULL_SYNC_INTERVAL,
+                database: PathBuf::from(DEFAULT_DATABASE),
+            },
+            mapping: Mapping {
+                team: DEFAULT_TEAM.to_owned(),
+                groups: vec![],
+                nested: true,
+                include_disabled: false,
+            },
+            warnings: vec![],
+        };
+        assert_eq!(config, expected);
+
+        // The commented-out keys show the defaults: uncommenting all of them changes nothing.
+        let (uncommented, count) = uncomment_defaults(&text);
+        assert_eq!(
+            count, 11,
+            "every optional key with a default is shown:\n{uncommented}"
+        );
+        let config = Config::parse(&uncommented, &config_path, &Env::default()).unwrap();
+        assert_eq!(config, expected);
+
+        // Every key of the schema is documented in the example.
+        for (table, keys) in SCHEMA {
+            assert!(
+                EXAMPLE.contains(&format!("\n[{table}]\n")),
+                "[{table}] missing"
+            );
+            for (key, _) in *keys {
+                assert!(
+                    EXAMPLE.contains(&format!("{key} = ")),
+                    "{table}.{key} is not documented"
+                );
+            }
+        }
+    }
+
+    // ---- loading, paths, reloads ----
+
+    #[test]
+    fn load_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("config.toml");
+        let m = missing.display();
+        let error = Config::load(&missing).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::NotFound);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "config: {m}: file not found; copy config.example.toml to it (install -m 600 config.example.toml {m}) and fill in [entra], \
+                 or point --config or $ENTRA_SYNC_CONFIG at your file"
+            )
+        );
+        let d = dir.path().display();
+        let error = Config::load(dir.path()).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Unreadable);
+        assert_eq!(
+            error.to_string(),
+            format!("config: {d}: is a directory; give the path of the TOML file itself")
+        );
+
+        // Tests run as root here, so permission denied is checked on the mapping itself.
+        let error = read_error(
+            Path::new(P),
+            &io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(
+            error.to_string(),
+            "config: /etc/entra-sync/config.toml: permission denied reading the file; make it readable by the user entra-sync runs as (check with ls -l /etc/entra-sync/config.toml)"
+        );
+
+        fs::write(&missing, b"[entra]\n# caf\xe9\n").unwrap();
+        assert_eq!(
+            Config::load(&missing).unwrap_err().to_string(),
+            format!("config: {m}:2: the file is not UTF-8 text; save it as UTF-8")
+        );
+
+        // A syntax error through load: same shape.
+        fs::write(&missing, "[entra]\ntenant_id = \n").unwrap();
+        assert_eq!(
+            Config::load(&missing).unwrap_err().to_string(),
+            format!(
+                "config: {m}:2: not valid TOML: string values must be quoted, expected literal string; fix the syntax on this line (see https://toml.io)"
+            )
+        );
+    }
+
+    #[test]
+    fn resolve_path_precedence() {
+        let flag = Some(PathBuf::from("/tmp/flag.toml"));
+        let env = Some(OsString::from("/tmp/env.toml"));
+        assert_eq!(
+            Config::resolve_path_from(flag.clone(), env.clone()),
+            PathBuf::from("/tmp/flag.toml")
+        );
+        assert_eq!(
+            Config::resolve_path_from(None, env.clone()),
+            PathBuf::from("/tmp/env.toml")
+        );
+        assert_eq!(
+            Config::resolve_path_from(None, None),
+            PathBuf::from(DEFAULT_PATH)
+        );
+        assert_eq!(
+            Config::resolve_path_from(None, Some(OsString::new())),
+            PathBuf::from(DEFAULT_PATH)
+        );
+        assert_eq!(
+            Config::resolve_path_from(Some(PathBuf::new()), env),
+            PathBuf::from("/tmp/env.toml")
+        );
+        assert_eq!(Config::resolve_path(flag), PathBuf::from("/tmp/flag.toml"));
+    }
+
+    #[test]
+    fn needs_restart_only_for_the_database() {
+        let old = ok(HEAD);
+        let mut new = ok(&with_head(
+            "[sync]\ninterval = \"1m\"\n[mapping]\ngroups = [\"Sales\"]\n",
+        ));
+        assert!(old.needs_restart(&new).is_empty());
+        new.sync.database = PathBuf::from("/srv/other.db");
+        assert_eq!(old.needs_restart(&new), vec!["sync.database"]);
+    }
+
+    #[test]
+    fn error_display_shape() {
+        let error = ConfigError {
+            kind: ErrorKind::Invalid,
+            path: PathBuf::from(P),
+            line: Some(3),
+            key: Some("entra.client_id".to_owned()),
+            message: "what; how".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "config: /etc/entra-sync/config.toml:3: entra.client_id: what; how"
+        );
+        let error = ConfigError {
+            line: None,
+            key: None,
+            ..error
+        };
+        assert_eq!(
+            error.to_string(),
+            "config: /etc/entra-sync/config.toml: what; how"
+        );
+        assert_eq!(EX_CONFIG, 78);
+        // Every error is one line.
+        for text in [
+            "[entra\n",
+            "x = [\n1,\n2\n",
+            "[entra]\ntenant_id = \"\"\"a\nb\"\"\"\n",
+        ] {
+            assert!(!err(text).contains('\n'), "{}", err(text));
         }
     }
 }
