@@ -167,7 +167,10 @@ impl Auth {
                 ("grant_type", "client_credentials"),
             ];
             let request_id = http::new_request_id();
-            log::debug!("auth: POST {} client-request-id={request_id}", self.token_url);
+            log::debug!(
+                "auth: POST {} client-request-id={request_id}",
+                self.token_url
+            );
             let result = self
                 .agent
                 .post(&self.token_url)
@@ -223,7 +226,10 @@ pub fn secret_expiry(config: &Config, today: time::Date) -> Option<(log::Level, 
     if days < 0 {
         Some((
             log::Level::Error,
-            format!("secret: the client secret expired on {expires} ({} days ago): {renew}", -days),
+            format!(
+                "secret: the client secret expired on {expires} ({} days ago): {renew}",
+                -days
+            ),
         ))
     } else if days <= EXPIRY_WARNING_DAYS {
         Some((
@@ -270,7 +276,10 @@ fn is_transient(status: u16, error: &TokenErrorBody) -> bool {
     status == 429
         || status >= 500
         || error.error == "temporarily_unavailable"
-        || error.error_codes.iter().any(|c| RETRYABLE_CODES.contains(c))
+        || error
+            .error_codes
+            .iter()
+            .any(|c| RETRYABLE_CODES.contains(c))
 }
 
 fn rejected(status: u16, error: &TokenErrorBody, client_id: &str, url: &str) -> AuthError {
@@ -431,7 +440,12 @@ mod tests {
     fn expired_secret_says_create_new_one() {
         let e = body(r#"{"error":"invalid_client","error_codes":[7000222]}"#);
         let msg = rejected(401, &e, "cid", "url").to_string();
-        assert!(msg.contains("create a new client secret under Certificates & secrets (at most 24 months)"), "{msg}");
+        assert!(
+            msg.contains(
+                "create a new client secret under Certificates & secrets (at most 24 months)"
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("client_secret_file"), "{msg}");
     }
 
@@ -450,8 +464,14 @@ mod tests {
     #[test]
     fn transient_codes_are_retried() {
         assert!(is_transient(503, &TokenErrorBody::default()));
-        assert!(is_transient(400, &body(r#"{"error":"x","error_codes":[90055]}"#)));
-        assert!(!is_transient(401, &body(r#"{"error":"invalid_client","error_codes":[7000215]}"#)));
+        assert!(is_transient(
+            400,
+            &body(r#"{"error":"x","error_codes":[90055]}"#)
+        ));
+        assert!(!is_transient(
+            401,
+            &body(r#"{"error":"invalid_client","error_codes":[7000215]}"#)
+        ));
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sync { full } => sync_once(&path, full),
         Command::Run => crate::daemon::run(&path),
         Command::Check => check(&path),
-        Command::Status { json } => status::show(&path, json).map_err(CliError::Failed),
+        Command::Status { json } => status::show(&path, json),
     }
 }
 
@@ -191,11 +191,23 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
         Ok(token) => {
             let roles = token
                 .roles()
-                .map(|r| format!("; token roles: {}", if r.is_empty() { "none".to_owned() } else { r.join(", ") }))
+                .map(|r| {
+                    format!(
+                        "; token roles: {}",
+                        if r.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            r.join(", ")
+                        }
+                    )
+                })
                 .unwrap_or_default();
             report.ok(
                 "sign-in",
-                format!("token for {} from {}{roles}", config.entra.client_id, config.entra.authority_host),
+                format!(
+                    "token for {} from {}{roles}",
+                    config.entra.client_id, config.entra.authority_host
+                ),
             );
         }
         Err(e) => {
@@ -205,9 +217,16 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
         }
     }
     for resource in Resource::ALL {
-        let url = format!("{}/v1.0/{}/delta?$select=id", config.entra.graph_endpoint, resource.name());
+        let url = format!(
+            "{}/v1.0/{}/delta?$select=id",
+            config.entra.graph_endpoint,
+            resource.name()
+        );
         match graph.get_page(resource, &url) {
-            Ok(_) => report.ok(resource.name(), format!("{} can be read", resource.permission())),
+            Ok(_) => report.ok(
+                resource.name(),
+                format!("{} can be read", resource.permission()),
+            ),
             Err(e) => report.fail(resource.name(), e.to_string()),
         }
     }
@@ -230,7 +249,12 @@ fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
         );
         return;
     }
-    let wanted: Vec<String> = config.mapping.groups.iter().map(|g| g.to_lowercase()).collect();
+    let wanted: Vec<String> = config
+        .mapping
+        .groups
+        .iter()
+        .map(|g| g.to_lowercase())
+        .collect();
     let mut matches: Vec<Vec<String>> = vec![Vec::new(); wanted.len()];
     let mut url = format!(
         "{}/v1.0/groups/delta?$select=id,displayName",
@@ -245,7 +269,11 @@ fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
             }
         };
         for group in page.objects.iter().filter(|g| g.removed.is_none()) {
-            let name = group.props.get("displayName").and_then(|v| v.as_str()).unwrap_or("");
+            let name = group
+                .props
+                .get("displayName")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
             for (i, entry) in wanted.iter().enumerate() {
                 if group.id.to_lowercase() == *entry || name.to_lowercase() == *entry {
                     matches[i].push(format!("{name} ({})", group.id));
@@ -262,11 +290,16 @@ fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
             1 => report.ok("mapping", format!("\"{entry}\" is {}", found[0])),
             0 => report.fail(
                 "mapping",
-                format!("\"{entry}\" matches no group; check the display name or use the object id"),
+                format!(
+                    "\"{entry}\" matches no group; check the display name or use the object id"
+                ),
             ),
             n => report.fail(
                 "mapping",
-                format!("\"{entry}\" matches {n} groups: {}; use the object id", found.join(", ")),
+                format!(
+                    "\"{entry}\" matches {n} groups: {}; use the object id",
+                    found.join(", ")
+                ),
             ),
         }
     }

@@ -57,8 +57,12 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
     let (sender, events) = mpsc::channel();
     watch::signals(sender.clone(), shutdown.clone())
         .map_err(|e| CliError::Failed(format!("daemon: cannot install signal handlers: {e}")))?;
-    let watcher = watch::files(&watched_files(&config), sender.clone())
-        .map_err(|e| CliError::Failed(format!("daemon: cannot watch {}: {e}", config.path.display())))?;
+    let watcher = watch::files(&watched_files(&config), sender.clone()).map_err(|e| {
+        CliError::Failed(format!(
+            "daemon: cannot watch {}: {e}",
+            config.path.display()
+        ))
+    })?;
     let heartbeat = Heartbeat::new();
     systemd::start_watchdog(heartbeat.clone());
 
@@ -111,7 +115,11 @@ struct Daemon {
 
 impl Daemon {
     fn main_loop(&mut self) {
-        self.publish(if self.config.sync.enabled { "starting" } else { "disabled" });
+        self.publish(if self.config.sync.enabled {
+            "starting"
+        } else {
+            "disabled"
+        });
         systemd::ready(&self.status_line());
         loop {
             self.heartbeat.beat();
@@ -123,7 +131,9 @@ impl Daemon {
                 continue;
             }
             let wait = if self.config.sync.enabled {
-                self.next_pass.saturating_duration_since(Instant::now()).min(TICK)
+                self.next_pass
+                    .saturating_duration_since(Instant::now())
+                    .min(TICK)
             } else {
                 TICK
             };
@@ -166,13 +176,22 @@ impl Daemon {
     fn pass(&mut self) {
         let full = self.full_pass_due();
         self.publish("syncing");
-        systemd::status(&format!("syncing{}", if full { " (full pass)" } else { "" }));
+        systemd::status(&format!(
+            "syncing{}",
+            if full { " (full pass)" } else { "" }
+        ));
         crate::auth::log_secret_expiry(&self.config);
         let options = PassOptions {
             full,
             heartbeat: Some(self.heartbeat.clone()),
         };
-        let result = sync::run_pass(&self.config, &mut self.store, &self.graph, options, &self.shutdown);
+        let result = sync::run_pass(
+            &self.config,
+            &mut self.store,
+            &self.graph,
+            options,
+            &self.shutdown,
+        );
         self.state.last_pass_at = Some(store::now());
         match result {
             Ok(report) => {
@@ -224,7 +243,9 @@ impl Daemon {
             // No full pass yet: the first pass is full anyway (there are no delta links).
             _ => return false,
         };
-        let Ok(at) = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339) else {
+        let Ok(at) =
+            time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
+        else {
             return true;
         };
         let age = time::OffsetDateTime::now_utc() - at;
@@ -243,7 +264,11 @@ impl Daemon {
                 self.apply(new, why);
             }
         }
-        self.publish(if self.config.sync.enabled { "idle" } else { "disabled" });
+        self.publish(if self.config.sync.enabled {
+            "idle"
+        } else {
+            "disabled"
+        });
         systemd::ready(&self.status_line());
     }
 
@@ -282,12 +307,19 @@ impl Daemon {
         if new.sync.enabled != self.config.sync.enabled {
             log::info!(
                 "daemon: sync {} by sync.enabled",
-                if new.sync.enabled { "switched on" } else { "switched off; no requests until it is switched on" }
+                if new.sync.enabled {
+                    "switched on"
+                } else {
+                    "switched off; no requests until it is switched on"
+                }
             );
         }
         if new.sync.interval != self.config.sync.interval && !switched_on {
             let previous = self.config.sync.interval.min(KEEPALIVE);
-            let started = self.next_pass.checked_sub(previous).unwrap_or_else(Instant::now);
+            let started = self
+                .next_pass
+                .checked_sub(previous)
+                .unwrap_or_else(Instant::now);
             self.next_pass = started + new.sync.interval.min(KEEPALIVE);
         }
         self.state.enabled = new.sync.enabled;
@@ -357,7 +389,8 @@ impl Daemon {
     fn publish(&mut self, state: &str) {
         self.state.state = state.into();
         self.state.enabled = self.config.sync.enabled;
-        self.state.next_pass_at = (self.config.sync.enabled && state != "stopped").then(|| self.next_pass_at());
+        self.state.next_pass_at =
+            (self.config.sync.enabled && state != "stopped").then(|| self.next_pass_at());
         self.state.updated_at = store::now();
         let text = serde_json::to_string(&self.state).unwrap_or_default();
         if let Err(e) = self.store.set_meta(STATE_KEY, &text) {

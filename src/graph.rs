@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::auth::{Auth, AuthError};
@@ -212,7 +212,12 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn new(agent: ureq::Agent, auth: Arc<Auth>, graph_endpoint: &str, shutdown: Shutdown) -> Graph {
+    pub fn new(
+        agent: ureq::Agent,
+        auth: Arc<Auth>,
+        graph_endpoint: &str,
+        shutdown: Shutdown,
+    ) -> Graph {
         Graph {
             agent,
             auth,
@@ -248,7 +253,13 @@ impl Graph {
             let token = self.auth.token()?;
             let outcome = self.try_once(resource, url, &token);
             let wait = match outcome {
-                Attempt::Page(page) => return Ok(page),
+                Attempt::Page(page) => {
+                    // A page whose link leaves the Graph origin is refused whole: applying it
+                    // would store a link that the next request must not follow.
+                    let (Next::More(link) | Next::Done(link)) = &page.next;
+                    self.check_origin(resource, link)?;
+                    return Ok(page);
+                }
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Unauthorized { code, message } => {
                     if refreshed_token {
@@ -353,7 +364,8 @@ impl Graph {
             Some(origin) if origin == self.origin => Ok(()),
             other => Err(GraphError::ForeignLink {
                 resource,
-                origin: other.map_or_else(|| "an unparseable address".to_owned(), |o| o.to_string()),
+                origin: other
+                    .map_or_else(|| "an unparseable address".to_owned(), |o| o.to_string()),
                 expected: self.origin.to_string(),
             }),
         }
@@ -363,9 +375,15 @@ impl Graph {
 enum Attempt {
     Page(Page),
     Fatal(GraphError),
-    Unauthorized { code: String, message: String },
+    Unauthorized {
+        code: String,
+        message: String,
+    },
     NotFound(String),
-    Retry { after: Option<Duration>, last: String },
+    Retry {
+        after: Option<Duration>,
+        last: String,
+    },
 }
 
 fn classify(
@@ -380,8 +398,16 @@ fn classify(
         .contains(&code.to_ascii_lowercase().as_str())
         || error.message.to_ascii_lowercase().contains("steady state");
     match status {
-        410 => Attempt::Fatal(GraphError::DeltaStateLost { resource, status, code }),
-        400 | 404 if lost_code => Attempt::Fatal(GraphError::DeltaStateLost { resource, status, code }),
+        410 => Attempt::Fatal(GraphError::DeltaStateLost {
+            resource,
+            status,
+            code,
+        }),
+        400 | 404 if lost_code => Attempt::Fatal(GraphError::DeltaStateLost {
+            resource,
+            status,
+            code,
+        }),
         401 => Attempt::Unauthorized {
             code,
             message: error.message,
@@ -468,7 +494,8 @@ fn path_of(url: &str) -> String {
     match without_query.find("://") {
         Some(i) => {
             let rest = &without_query[i + 3..];
-            rest.find('/').map_or("/".to_owned(), |j| rest[j..].to_owned())
+            rest.find('/')
+                .map_or("/".to_owned(), |j| rest[j..].to_owned())
         }
         None => without_query.to_owned(),
     }
@@ -582,7 +609,9 @@ impl<'de> Visitor<'de> for ObjectVisitor {
                 "id" => id = Some(map.next_value::<String>()?),
                 "@removed" => removed = Some(map.next_value::<RemovedAnnotation>()?.into()),
                 "members@delta" => {
-                    let list = map.next_value::<Option<Vec<MemberChange>>>()?.unwrap_or_default();
+                    let list = map
+                        .next_value::<Option<Vec<MemberChange>>>()?
+                        .unwrap_or_default();
                     members.get_or_insert_with(Vec::new).extend(list);
                 }
                 k if k.contains('@') => {
@@ -636,7 +665,10 @@ impl<'de> Deserialize<'de> for MemberChange {
         }
         let raw = Raw::deserialize(deserializer)?;
         let kind = match raw.odata_type.as_deref() {
-            Some(t) => t.trim_start_matches('#').trim_start_matches("microsoft.graph.").to_owned(),
+            Some(t) => t
+                .trim_start_matches('#')
+                .trim_start_matches("microsoft.graph.")
+                .to_owned(),
             None => "unknown".to_owned(),
         };
         Ok(MemberChange {
@@ -660,7 +692,10 @@ mod tests {
                      {"id":"u3","@removed":{"reason":"deleted"}}]}"#,
         )
         .unwrap();
-        assert_eq!(page.next, Next::Done("https://g/v1.0/users/delta?$deltatoken=a".into()));
+        assert_eq!(
+            page.next,
+            Next::Done("https://g/v1.0/users/delta?$deltatoken=a".into())
+        );
         let u1 = &page.objects[0];
         assert_eq!(u1.props.get("displayName"), Some(&Value::from("Cy")));
         assert_eq!(u1.props.get("mail"), Some(&Value::Null));
@@ -692,18 +727,34 @@ mod tests {
     fn broken_pages_are_rejected_whole() {
         assert!(parse_page(br#"{"value":[{"id":"u1"}]"#).is_err());
         assert!(parse_page(br#"{"value":[{"id":"u1"}]}"#).is_err());
-        assert!(parse_page(br#"{"@odata.nextLink":"a","@odata.deltaLink":"b","value":[]}"#).is_err());
-        assert!(parse_page(br#"{"@odata.nextLink":"a","value":[{"displayName":"no id"}]}"#).is_err());
+        assert!(
+            parse_page(br#"{"@odata.nextLink":"a","@odata.deltaLink":"b","value":[]}"#).is_err()
+        );
+        assert!(
+            parse_page(br#"{"@odata.nextLink":"a","value":[{"displayName":"no id"}]}"#).is_err()
+        );
         assert!(parse_page(br#"<html>gateway</html>"#).is_err());
     }
 
     #[test]
     fn origins_compare_scheme_host_and_port() {
         let o = |s| Origin::parse(s).unwrap();
-        assert_eq!(o("https://graph.microsoft.com/v1.0/x?$a=b"), o("https://GRAPH.microsoft.com:443"));
-        assert_ne!(o("https://graph.microsoft.com"), o("http://graph.microsoft.com"));
-        assert_ne!(o("http://127.0.0.1:8080/v1.0"), o("http://127.0.0.1:8081/v1.0"));
-        assert_ne!(o("https://graph.microsoft.com"), o("https://graph.microsoft.com.evil.example"));
+        assert_eq!(
+            o("https://graph.microsoft.com/v1.0/x?$a=b"),
+            o("https://GRAPH.microsoft.com:443")
+        );
+        assert_ne!(
+            o("https://graph.microsoft.com"),
+            o("http://graph.microsoft.com")
+        );
+        assert_ne!(
+            o("http://127.0.0.1:8080/v1.0"),
+            o("http://127.0.0.1:8081/v1.0")
+        );
+        assert_ne!(
+            o("https://graph.microsoft.com"),
+            o("https://graph.microsoft.com.evil.example")
+        );
         assert!(Origin::parse("https://user@graph.microsoft.com/").is_none());
         assert!(Origin::parse("ftp://graph.microsoft.com/").is_none());
         assert_eq!(o("http://[::1]:99/a").port, 99);
@@ -726,13 +777,20 @@ mod tests {
         assert!(lost(400, body("SyncStateNotFound", "")));
         assert!(lost(404, body("resyncRequired", "")));
         assert!(lost(410, body("syncStateInvalid", "")));
-        assert!(lost(400, body("BadRequest", "Sync must reach steady state within 30 days.")));
-        assert!(!lost(400, body("Request_BadRequest", "Could not find a property")));
+        assert!(lost(
+            400,
+            body("BadRequest", "Sync must reach steady state within 30 days.")
+        ));
+        assert!(!lost(
+            400,
+            body("Request_BadRequest", "Could not find a property")
+        ));
     }
 
     #[test]
     fn links_are_described_without_tokens() {
-        let d = describe_link("https://graph.microsoft.com/v1.0/users/delta?$deltatoken=SECRETSTATE");
+        let d =
+            describe_link("https://graph.microsoft.com/v1.0/users/delta?$deltatoken=SECRETSTATE");
         assert!(d.starts_with("/v1.0/users/delta #"), "{d}");
         assert!(!d.contains("SECRETSTATE"));
     }

@@ -51,7 +51,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         if !seconds.is_finite() || seconds < 0.0 {
             return None;
         }
-        return Some(Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())));
+        return Some(Duration::from_secs_f64(
+            seconds.min(MAX_RETRY_AFTER.as_secs_f64()),
+        ));
     }
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -104,13 +106,19 @@ mod tests {
     #[test]
     fn retry_after_accepts_fractions_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_741_083_300); // 2025-03-04 10:15:00
-        assert_eq!(parse_retry_after("2.128", now), Some(Duration::from_millis(2128)));
+        assert_eq!(
+            parse_retry_after("2.128", now),
+            Some(Duration::from_millis(2128))
+        );
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         assert_eq!(
             parse_retry_after("Tue, 04 Mar 2025 10:15:30 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("Tue, 04 Mar 2025 10:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Tue, 04 Mar 2025 10:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("-1", now), None);
         assert_eq!(parse_retry_after("soon", now), None);

@@ -7,15 +7,15 @@
 //! `daemon` (the service loop), `cli` (the commands). `http`, `lock`, `logging`, `shutdown`,
 //! `systemd` and `watch` are plumbing.
 
-pub mod config;
 pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod graph;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod team;
-pub mod cli;
-pub mod daemon;
-pub mod status;
 
 pub mod http;
 pub mod lock;

@@ -13,7 +13,10 @@ pub enum LockError {
          (systemctl stop entra-sync) or wait for it to finish",
         holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
     )]
-    Held { database: String, holder: Option<u32> },
+    Held {
+        database: String,
+        holder: Option<u32>,
+    },
     #[error("cannot lock {path}: {source}")]
     Io {
         path: String,
@@ -96,7 +99,8 @@ mod tests {
         let first = acquire(&db).unwrap();
         let err = acquire(&db).unwrap_err();
         assert!(
-            err.to_string().contains(&format!("pid {}", std::process::id())),
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
         assert_eq!(holder(&db), Some(std::process::id()));

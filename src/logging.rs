@@ -11,9 +11,8 @@ pub fn init() {
         builder.parse_filters(&filters);
     }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.format(|out, record| {
-            writeln!(out, "<{}>{}", priority(record.level()), record.args())
-        });
+        builder
+            .format(|out, record| writeln!(out, "<{}>{}", priority(record.level()), record.args()));
     }
     builder.init();
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use crate::cli::load_config;
+use crate::cli::{CliError, load_config};
 use crate::daemon::{DaemonState, STATE_KEY};
 use crate::graph::Resource;
 use crate::lock;
@@ -65,8 +65,8 @@ pub struct Run {
     pub error: Option<String>,
 }
 
-pub fn show(config_path: &Path, json: bool) -> Result<(), String> {
-    let config = load_config(config_path).map_err(|e| e.to_string())?;
+pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
+    let config = load_config(config_path)?;
     let today = time::OffsetDateTime::now_utc();
     let mut status = Status {
         config: config.path.display().to_string(),
@@ -83,8 +83,8 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), String> {
         runs: Vec::new(),
     };
     if config.sync.database.exists() {
-        let store = Store::open_read_only(&config.sync.database).map_err(|e| e.to_string())?;
-        read(&store, &mut status, &config.mapping.team, today).map_err(|e| store.err(e).to_string())?;
+        let store = Store::open_read_only(&config.sync.database)?;
+        read(&store, &mut status, &config.mapping.team, today).map_err(|e| store.err(e))?;
         let daemon = store
             .meta(STATE_KEY)
             .ok()
@@ -97,14 +97,21 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), String> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?);
+        let text =
+            serde_json::to_string_pretty(&status).map_err(|e| CliError::Failed(e.to_string()))?;
+        println!("{text}");
     } else {
         print_text(&status);
     }
     Ok(())
 }
 
-fn read(store: &Store, status: &mut Status, team: &str, now: time::OffsetDateTime) -> rusqlite::Result<()> {
+fn read(
+    store: &Store,
+    status: &mut Status,
+    team: &str,
+    now: time::OffsetDateTime,
+) -> rusqlite::Result<()> {
     let conn = store.connection();
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
     status.contents = Some(Contents {
@@ -113,11 +120,18 @@ fn read(store: &Store, status: &mut Status, team: &str, now: time::OffsetDateTim
         groups: count("SELECT count(*) FROM groups WHERE deleted_at IS NULL")?,
         groups_deleted: count("SELECT count(*) FROM groups WHERE deleted_at IS NOT NULL")?,
         memberships: count("SELECT count(*) FROM group_members")?,
-        team_members: conn.query_row("SELECT count(*) FROM team_members WHERE team = ?1", [team], |r| r.get(0))?,
+        team_members: conn.query_row(
+            "SELECT count(*) FROM team_members WHERE team = ?1",
+            [team],
+            |r| r.get(0),
+        )?,
     });
     for resource in Resource::ALL {
         let state = store.sync_state(resource).unwrap_or_default();
-        let age = state.delta_link_at.as_deref().and_then(|at| age_seconds(at, now));
+        let age = state
+            .delta_link_at
+            .as_deref()
+            .and_then(|at| age_seconds(at, now));
         status.resources.push(ResourceState {
             resource: resource.name(),
             delta_link_at: state.delta_link_at,
@@ -163,7 +177,8 @@ fn read(store: &Store, status: &mut Status, team: &str, now: time::OffsetDateTim
 }
 
 fn age_seconds(at: &str, now: time::OffsetDateTime) -> Option<i64> {
-    let then = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+    let then =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
     Some((now - then).whole_seconds())
 }
 
@@ -176,7 +191,11 @@ fn print_text(s: &Status) {
     println!("database:  {}", s.database);
     println!(
         "sync:      {}{}",
-        if s.enabled { "enabled" } else { "disabled (sync.enabled = false)" },
+        if s.enabled {
+            "enabled"
+        } else {
+            "disabled (sync.enabled = false)"
+        },
         match s.running_pid {
             Some(pid) => format!(", running (pid {pid})"),
             None => ", not running".to_owned(),
@@ -188,7 +207,10 @@ fn print_text(s: &Status) {
             d.state,
             d.pid,
             d.last_pass_status.as_deref().unwrap_or("none yet"),
-            d.last_pass_at.as_deref().map(|at| format!(" at {at}")).unwrap_or_default(),
+            d.last_pass_at
+                .as_deref()
+                .map(|at| format!(" at {at}"))
+                .unwrap_or_default(),
             d.next_pass_at.as_deref().unwrap_or("none (disabled)")
         );
         if let Some(error) = &d.config_error {
@@ -214,7 +236,11 @@ fn print_text(s: &Status) {
             (Some(at), Some(age)) => format!("delta link from {at} ({} old)", human(age)),
             _ => "no delta link yet".to_owned(),
         };
-        let progress = if r.round_in_progress { ", a round in progress" } else { "" };
+        let progress = if r.round_in_progress {
+            ", a round in progress"
+        } else {
+            ""
+        };
         println!("{:<10} {link}{progress}", format!("{}:", r.resource));
     }
     if let Some(error) = &s.last_error {
@@ -233,7 +259,10 @@ fn print_text(s: &Status) {
             run.groups_changed,
             run.memberships_changed,
             run.team_changed,
-            run.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            run.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         );
     }
 }

@@ -28,7 +28,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("database {path}: cannot create it: {source}; check the directory exists and is writable by this user")]
+    #[error(
+        "database {path}: cannot create it: {source}; check the directory exists and is writable by this user"
+    )]
     Create {
         path: String,
         #[source]
@@ -186,12 +188,20 @@ impl Store {
             });
         }
         for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction().map_err(|e| sqlite_error(&self.path, e))?;
-            tx.execute_batch(sql).map_err(|e| sqlite_error(&self.path, e))?;
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|e| sqlite_error(&self.path, e))?;
+            tx.execute_batch(sql)
+                .map_err(|e| sqlite_error(&self.path, e))?;
             tx.pragma_update(None, "user_version", from as i64 + 1)
                 .map_err(|e| sqlite_error(&self.path, e))?;
             tx.commit().map_err(|e| sqlite_error(&self.path, e))?;
-            log::info!("store: migrated {} to schema version {}", self.path.display(), from + 1);
+            log::info!(
+                "store: migrated {} to schema version {}",
+                self.path.display(),
+                from + 1
+            );
         }
         Ok(())
     }
@@ -363,7 +373,10 @@ impl Tx<'_> {
     }
 
     pub fn object(&self, kind: Kind, id: &str) -> Result<Option<Stored>> {
-        let sql = format!("SELECT attributes, deletion FROM {} WHERE id = ?1", kind.table());
+        let sql = format!(
+            "SELECT attributes, deletion FROM {} WHERE id = ?1",
+            kind.table()
+        );
         let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let row = statement
             .query_row([id], |r| {
@@ -395,7 +408,8 @@ impl Tx<'_> {
         let columns = kind.columns();
         let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
         let sql = if created {
-            let placeholders: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
+            let placeholders: Vec<String> =
+                (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
             format!(
                 "INSERT INTO {} (id, attributes, seen_generation, created_at, updated_at, {})
                  VALUES (?1, ?2, ?3, ?4, ?4, {})",
@@ -424,7 +438,11 @@ impl Tx<'_> {
             generation.into(),
             now.to_owned().into(),
         ];
-        values.extend(columns.iter().map(|(_, prop)| sql_value(attributes.get(*prop))));
+        values.extend(
+            columns
+                .iter()
+                .map(|(_, prop)| sql_value(attributes.get(*prop))),
+        );
         statement
             .execute(rusqlite::params_from_iter(values))
             .map_err(|e| self.err(e))?;
@@ -433,9 +451,14 @@ impl Tx<'_> {
 
     /// Stamps an unchanged object as seen in this round's generation.
     pub fn mark_seen(&self, kind: Kind, id: &str, generation: i64) -> Result<()> {
-        let sql = format!("UPDATE {} SET seen_generation = ?2 WHERE id = ?1", kind.table());
+        let sql = format!(
+            "UPDATE {} SET seen_generation = ?2 WHERE id = ?1",
+            kind.table()
+        );
         let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
-        statement.execute(params![id, generation]).map_err(|e| self.err(e))?;
+        statement
+            .execute(params![id, generation])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -453,7 +476,14 @@ impl Tx<'_> {
     }
 
     /// Adds a direct membership, or stamps an existing one as seen. True when it is new.
-    pub fn add_member(&self, group: &str, member: &str, kind: &str, generation: i64, now: &str) -> Result<bool> {
+    pub fn add_member(
+        &self,
+        group: &str,
+        member: &str,
+        kind: &str,
+        generation: i64,
+        now: &str,
+    ) -> Result<bool> {
         let mut update = self
             .tx
             .prepare_cached(
@@ -487,7 +517,10 @@ impl Tx<'_> {
             .tx
             .prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2")
             .map_err(|e| self.err(e))?;
-        Ok(statement.execute(params![group, member]).map_err(|e| self.err(e))? > 0)
+        Ok(statement
+            .execute(params![group, member])
+            .map_err(|e| self.err(e))?
+            > 0)
     }
 
     /// Removes every membership where `id` is the group or the member, returning the
@@ -505,7 +538,10 @@ impl Tx<'_> {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))?;
         self.tx
-            .execute("DELETE FROM group_members WHERE group_id = ?1 OR member_id = ?1", [id])
+            .execute(
+                "DELETE FROM group_members WHERE group_id = ?1 OR member_id = ?1",
+                [id],
+            )
             .map_err(|e| self.err(e))?;
         Ok(rows)
     }
@@ -537,7 +573,10 @@ impl Tx<'_> {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))?;
         self.tx
-            .execute("DELETE FROM group_members WHERE seen_generation < ?1", [generation])
+            .execute(
+                "DELETE FROM group_members WHERE seen_generation < ?1",
+                [generation],
+            )
             .map_err(|e| self.err(e))?;
         Ok(rows)
     }
@@ -559,7 +598,14 @@ impl Tx<'_> {
             )
             .map_err(|e| self.err(e))?;
         statement
-            .execute(params![run, now, entity, entity_id, action, detail.map(Value::to_string)])
+            .execute(params![
+                run,
+                now,
+                entity,
+                entity_id,
+                action,
+                detail.map(Value::to_string)
+            ])
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -584,7 +630,13 @@ impl Tx<'_> {
     }
 
     /// Records where to resume after a committed page.
-    pub fn set_resume_link(&self, resource: Resource, link: &str, full: bool, now: &str) -> Result<()> {
+    pub fn set_resume_link(
+        &self,
+        resource: Resource,
+        link: &str,
+        full: bool,
+        now: &str,
+    ) -> Result<()> {
         self.tx
             .execute(
                 "UPDATE sync_state SET resume_link = ?2, resume_full = ?3, updated_at = ?4
@@ -596,7 +648,13 @@ impl Tx<'_> {
     }
 
     /// Completes a round: the new delta link replaces the old one and the resume link goes.
-    pub fn set_delta_link(&self, resource: Resource, link: &str, query: &str, now: &str) -> Result<()> {
+    pub fn set_delta_link(
+        &self,
+        resource: Resource,
+        link: &str,
+        query: &str,
+        now: &str,
+    ) -> Result<()> {
         self.tx
             .execute(
                 "INSERT INTO sync_state (resource, delta_link, delta_link_at, query, resume_link,
@@ -630,10 +688,18 @@ impl Tx<'_> {
         let wanted = entry.to_lowercase();
         let mut statement = self
             .tx
-            .prepare_cached("SELECT id, coalesce(display_name, ''), deleted_at IS NOT NULL FROM groups")
+            .prepare_cached(
+                "SELECT id, coalesce(display_name, ''), deleted_at IS NOT NULL FROM groups",
+            )
             .map_err(|e| self.err(e))?;
         let rows = statement
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })
             .map_err(|e| self.err(e))?;
         let mut found = Vec::new();
         for row in rows {
@@ -694,9 +760,13 @@ impl Tx<'_> {
     pub fn add_team_member(&self, team: &str, user: &str, now: &str) -> Result<()> {
         let mut statement = self
             .tx
-            .prepare_cached("INSERT OR IGNORE INTO team_members (team, user_id, added_at) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT OR IGNORE INTO team_members (team, user_id, added_at) VALUES (?1, ?2, ?3)",
+            )
             .map_err(|e| self.err(e))?;
-        statement.execute(params![team, user, now]).map_err(|e| self.err(e))?;
+        statement
+            .execute(params![team, user, now])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -705,7 +775,9 @@ impl Tx<'_> {
             .tx
             .prepare_cached("DELETE FROM team_members WHERE team = ?1 AND user_id = ?2")
             .map_err(|e| self.err(e))?;
-        statement.execute(params![team, user]).map_err(|e| self.err(e))?;
+        statement
+            .execute(params![team, user])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 }
@@ -754,14 +826,22 @@ fn create_private(path: &Path) -> Result<()> {
         path: path.display().to_string(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(parent)
             .map_err(create_error)?;
     }
-    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(create_error(e)),
@@ -774,7 +854,8 @@ pub fn now() -> String {
 }
 
 pub fn timestamp(at: time::OffsetDateTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     at.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
@@ -804,9 +885,15 @@ mod tests {
         let path = dir.path().join("state/test.db");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let journal: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let journal: String = store
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(journal, "wal");
-        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         drop(store);
         // Reopening migrates nothing and keeps the data.
@@ -816,10 +903,19 @@ mod tests {
     #[test]
     fn newer_schema_is_refused() {
         let (dir, store) = temp_store();
-        store.conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        store
+            .conn
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(store);
-        let err = Store::open(&dir.path().join("state/test.db")).err().unwrap();
-        assert!(err.to_string().contains("newer than this entra-sync understands"), "{err}");
+        let err = Store::open(&dir.path().join("state/test.db"))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("newer than this entra-sync understands"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -830,8 +926,10 @@ mod tests {
             r#"{"displayName":"Ada","userPrincipalName":"ada@x","accountEnabled":false,"mail":null}"#,
         )
         .unwrap();
-        tx.put_object(Kind::User, "u1", &attrs, true, 1, "2026-01-01T00:00:00Z").unwrap();
-        tx.tombstone(Kind::User, "u1", Removal::Soft, "2026-01-02T00:00:00Z").unwrap();
+        tx.put_object(Kind::User, "u1", &attrs, true, 1, "2026-01-01T00:00:00Z")
+            .unwrap();
+        tx.tombstone(Kind::User, "u1", Removal::Soft, "2026-01-02T00:00:00Z")
+            .unwrap();
         let stored = tx.object(Kind::User, "u1").unwrap().unwrap();
         assert_eq!(stored.attributes, attrs);
         assert_eq!(stored.deletion, Some(Removal::Soft));
@@ -844,7 +942,10 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .unwrap();
-        assert_eq!(row, ("ada@x".into(), 0, None, "2026-01-02T00:00:00Z".into()));
+        assert_eq!(
+            row,
+            ("ada@x".into(), 0, None, "2026-01-02T00:00:00Z".into())
+        );
     }
 
     #[test]
@@ -854,7 +955,10 @@ mod tests {
             let tx = store.transaction().unwrap();
             tx.add_member("g", "u", "user", 1, "t").unwrap();
         }
-        let n: i64 = store.conn.query_row("SELECT count(*) FROM group_members", [], |r| r.get(0)).unwrap();
+        let n: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM group_members", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 0);
     }
 
@@ -867,7 +971,10 @@ mod tests {
         assert!(tx.add_member("g", "u2", "user", 1, "t").unwrap());
         assert!(!tx.add_member("g", "u1", "user", 2, "t").unwrap());
         let swept = tx.sweep_memberships(2).unwrap();
-        assert_eq!(swept, vec![("g".to_owned(), "u2".to_owned(), "user".to_owned())]);
+        assert_eq!(
+            swept,
+            vec![("g".to_owned(), "u2".to_owned(), "user".to_owned())]
+        );
         assert!(tx.remove_member("g", "u1").unwrap());
         assert!(!tx.remove_member("g", "u1").unwrap());
         tx.commit().unwrap();
@@ -878,8 +985,10 @@ mod tests {
         let (_dir, mut store) = temp_store();
         let tx = store.transaction().unwrap();
         assert_eq!(tx.start_full_round(Resource::Users, "q", "t").unwrap(), 1);
-        tx.set_resume_link(Resource::Users, "next", true, "t").unwrap();
-        tx.set_delta_link(Resource::Users, "delta", "q", "t2").unwrap();
+        tx.set_resume_link(Resource::Users, "next", true, "t")
+            .unwrap();
+        tx.set_delta_link(Resource::Users, "delta", "q", "t2")
+            .unwrap();
         let state = tx.sync_state(Resource::Users).unwrap();
         assert_eq!(state.delta_link.as_deref(), Some("delta"));
         assert_eq!(state.resume_link, None);

@@ -46,7 +46,10 @@ pub struct PassReport {
 pub enum SyncError {
     /// One or both rounds failed; what was applied is committed and the pass resumes.
     #[error("{message}")]
-    Failed { message: String, report: Box<PassReport> },
+    Failed {
+        message: String,
+        report: Box<PassReport>,
+    },
     #[error("sync: stopped before the pass finished; it resumes from its last page")]
     Stopped { report: Box<PassReport> },
     #[error(transparent)]
@@ -65,11 +68,19 @@ pub fn run_pass(
         .iter()
         .map(|&resource| Round::plan(config, store, resource, options.full))
         .collect::<Result<_, _>>()?;
-    let kind = if rounds.iter().any(|r| r.full) { "full" } else { "incremental" };
+    let kind = if rounds.iter().any(|r| r.full) {
+        "full"
+    } else {
+        "incremental"
+    };
     let run_id = store.begin_run(kind, &store::now())?;
     log::info!(
         "sync: pass {run_id} started ({})",
-        rounds.iter().map(Round::describe).collect::<Vec<_>>().join(", ")
+        rounds
+            .iter()
+            .map(Round::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     let mut pass = Pass {
@@ -103,7 +114,10 @@ pub fn run_pass(
 
     if pass.failures.is_empty() {
         finish(store, &report, "succeeded", None)?;
-        log::info!("sync: pass {run_id} {kind} succeeded: {}", summary(&report.counts));
+        log::info!(
+            "sync: pass {run_id} {kind} succeeded: {}",
+            summary(&report.counts)
+        );
         Ok(report)
     } else {
         let message = pass.failures.join("; ");
@@ -115,7 +129,12 @@ pub fn run_pass(
     }
 }
 
-fn finish(store: &mut Store, report: &PassReport, status: &'static str, error: Option<String>) -> Result<(), StoreError> {
+fn finish(
+    store: &mut Store,
+    report: &PassReport,
+    status: &'static str,
+    error: Option<String>,
+) -> Result<(), StoreError> {
     store.finish_run(&RunEnd {
         id: report.run_id,
         finished_at: store::now(),
@@ -159,7 +178,12 @@ struct Round {
 }
 
 impl Round {
-    fn plan(config: &Config, store: &Store, resource: Resource, full: bool) -> Result<Round, StoreError> {
+    fn plan(
+        config: &Config,
+        store: &Store,
+        resource: Resource,
+        full: bool,
+    ) -> Result<Round, StoreError> {
         let state = store.sync_state(resource)?;
         let query = format!(
             "{}|{}|{}",
@@ -280,7 +304,9 @@ impl Pass {
                 }
                 Msg::Restarted(resource, reason) => {
                     let round = round_mut(&mut by_resource, resource);
-                    log::warn!("sync: {reason}; running a full {resource} round with reconciliation");
+                    log::warn!(
+                        "sync: {reason}; running a full {resource} round with reconciliation"
+                    );
                     round.restarts += 1;
                     round.full = true;
                     round.fresh = true;
@@ -299,7 +325,12 @@ impl Pass {
         Ok(())
     }
 
-    fn apply_page(&mut self, store: &mut Store, round: &mut Round, page: Page) -> Result<(), StoreError> {
+    fn apply_page(
+        &mut self,
+        store: &mut Store,
+        round: &mut Round,
+        page: Page,
+    ) -> Result<(), StoreError> {
         let now = store::now();
         let tx = store.transaction()?;
         let generation = if round.fresh {
@@ -334,7 +365,11 @@ impl Pass {
         round.generation = generation;
         add_counts(&mut self.counts, &counts);
         if let Next::Done(_) = page.next {
-            log::info!("sync: {} round complete{}", round.resource, if round.full { " (reconciled)" } else { "" });
+            log::info!(
+                "sync: {} round complete{}",
+                round.resource,
+                if round.full { " (reconciled)" } else { "" }
+            );
         }
         Ok(())
     }
@@ -348,7 +383,13 @@ fn round_mut(rounds: &mut [Round], resource: Resource) -> &mut Round {
 }
 
 /// Follows one delta chain to its deltaLink, one request in flight (Graph's guidance).
-fn fetch_round(graph: &Graph, resource: Resource, mut url: String, initial: String, sender: &mpsc::SyncSender<Msg>) {
+fn fetch_round(
+    graph: &Graph,
+    resource: Resource,
+    mut url: String,
+    initial: String,
+    sender: &mpsc::SyncSender<Msg>,
+) {
     let mut restarts = 0;
     loop {
         match graph.get_page(resource, &url) {
@@ -405,21 +446,35 @@ impl Apply<'_, '_> {
     fn upsert(&mut self, kind: Kind, object: &DirectoryObject) -> Result<(), StoreError> {
         let entity = kind.entity();
         let Some(stored) = self.tx.object(kind, &object.id)? else {
+            self.tx.put_object(
+                kind,
+                &object.id,
+                &object.props,
+                true,
+                self.generation,
+                self.now,
+            )?;
             self.tx
-                .put_object(kind, &object.id, &object.props, true, self.generation, self.now)?;
-            self.tx.audit(self.run, self.now, entity, &object.id, "created", None)?;
+                .audit(self.run, self.now, entity, &object.id, "created", None)?;
             *self.count(kind, "created") += 1;
             return Ok(());
         };
         let (merged, changes) = merge(&stored.attributes, &object.props);
         let restored = stored.deletion.is_some();
         if restored {
-            self.tx.audit(self.run, self.now, entity, &object.id, "restored", None)?;
+            self.tx
+                .audit(self.run, self.now, entity, &object.id, "restored", None)?;
             *self.count(kind, "restored") += 1;
         }
         if !changes.is_empty() {
-            self.tx
-                .audit(self.run, self.now, entity, &object.id, "updated", Some(&Value::Object(changes)))?;
+            self.tx.audit(
+                self.run,
+                self.now,
+                entity,
+                &object.id,
+                "updated",
+                Some(&Value::Object(changes)),
+            )?;
             *self.count(kind, "updated") += 1;
         }
         if restored || merged != stored.attributes {
@@ -443,7 +498,14 @@ impl Apply<'_, '_> {
         if !already {
             self.tx.tombstone(kind, id, removal, self.now)?;
             let detail = json!({ "deletion": removal.as_str() });
-            self.tx.audit(self.run, self.now, kind.entity(), id, "deleted", Some(&detail))?;
+            self.tx.audit(
+                self.run,
+                self.now,
+                kind.entity(),
+                id,
+                "deleted",
+                Some(&detail),
+            )?;
             if stored.deletion.is_none() {
                 *self.count(kind, "deleted") += 1;
             }
@@ -458,7 +520,11 @@ impl Apply<'_, '_> {
         Ok(())
     }
 
-    fn membership(&mut self, group: &str, member: &crate::graph::MemberChange) -> Result<(), StoreError> {
+    fn membership(
+        &mut self,
+        group: &str,
+        member: &crate::graph::MemberChange,
+    ) -> Result<(), StoreError> {
         if member.removed {
             if self.tx.remove_member(group, &member.id)? {
                 self.membership_removed(group, &member.id, &member.kind)?;
@@ -468,17 +534,34 @@ impl Apply<'_, '_> {
             .add_member(group, &member.id, &member.kind, self.generation, self.now)?
         {
             let detail = json!({ "group": group, "type": member.kind });
-            self.tx
-                .audit(self.run, self.now, "membership", &member.id, "added", Some(&detail))?;
+            self.tx.audit(
+                self.run,
+                self.now,
+                "membership",
+                &member.id,
+                "added",
+                Some(&detail),
+            )?;
             self.counts.members_added += 1;
         }
         Ok(())
     }
 
-    fn membership_removed(&mut self, group: &str, member: &str, member_type: &str) -> Result<(), StoreError> {
+    fn membership_removed(
+        &mut self,
+        group: &str,
+        member: &str,
+        member_type: &str,
+    ) -> Result<(), StoreError> {
         let detail = json!({ "group": group, "type": member_type });
-        self.tx
-            .audit(self.run, self.now, "membership", member, "removed", Some(&detail))?;
+        self.tx.audit(
+            self.run,
+            self.now,
+            "membership",
+            member,
+            "removed",
+            Some(&detail),
+        )?;
         self.counts.members_removed += 1;
         Ok(())
     }
@@ -498,7 +581,14 @@ impl Apply<'_, '_> {
             // still sits in deleted items is unknown, so it is marked restorable ('soft').
             self.tx.tombstone(kind, &id, Removal::Soft, self.now)?;
             let detail = json!({ "deletion": "soft", "reason": "not reported by a full pass" });
-            self.tx.audit(self.run, self.now, kind.entity(), &id, "deleted", Some(&detail))?;
+            self.tx.audit(
+                self.run,
+                self.now,
+                kind.entity(),
+                &id,
+                "deleted",
+                Some(&detail),
+            )?;
             *self.count(kind, "deleted") += 1;
         }
         if kind == Kind::Group {
@@ -541,7 +631,10 @@ fn add_counts(total: &mut Counts, page: &Counts) {
 /// Merges a delta payload into stored attributes: absent = unchanged, null = cleared, a
 /// value = set. Returns the merged attributes and the changes as
 /// `{"property": {"old": ..., "new": ...}}`.
-pub fn merge(stored: &Map<String, Value>, incoming: &Map<String, Value>) -> (Map<String, Value>, Map<String, Value>) {
+pub fn merge(
+    stored: &Map<String, Value>,
+    incoming: &Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>) {
     let mut merged = stored.clone();
     let mut changes = Map::new();
     for (key, new) in incoming {
@@ -578,7 +671,12 @@ mod tests {
             assert_eq!(c, map(changes), "changes");
         }
         // absent = unchanged
-        check(r#"{"a":"x","b":"y"}"#, r#"{"a":"x"}"#, r#"{"a":"x","b":"y"}"#, "{}");
+        check(
+            r#"{"a":"x","b":"y"}"#,
+            r#"{"a":"x"}"#,
+            r#"{"a":"x","b":"y"}"#,
+            "{}",
+        );
         // null = cleared
         check(
             r#"{"a":"x","b":"y"}"#,
@@ -587,7 +685,12 @@ mod tests {
             r#"{"b":{"old":"y","new":null}}"#,
         );
         // value = set
-        check(r#"{"a":"x"}"#, r#"{"a":"z"}"#, r#"{"a":"z"}"#, r#"{"a":{"old":"x","new":"z"}}"#);
+        check(
+            r#"{"a":"x"}"#,
+            r#"{"a":"z"}"#,
+            r#"{"a":"z"}"#,
+            r#"{"a":{"old":"x","new":"z"}}"#,
+        );
         // a null for a never-set property is no change
         check("{}", r#"{"a":null}"#, r#"{"a":null}"#, "{}");
         // replaying the same payload changes nothing

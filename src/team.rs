@@ -25,7 +25,12 @@ pub struct TeamUpdate {
 
 /// Recomputes the team if `changed` (users or memberships moved) or the mapping is not the
 /// one it was last computed for. Runs in one transaction, audited under `run`.
-pub fn update(store: &mut Store, mapping: &Mapping, run: i64, changed: bool) -> Result<TeamUpdate, StoreError> {
+pub fn update(
+    store: &mut Store,
+    mapping: &Mapping,
+    run: i64,
+    changed: bool,
+) -> Result<TeamUpdate, StoreError> {
     let fingerprint = fingerprint(mapping);
     if !changed && store.meta(MAPPING_KEY)?.as_deref() == Some(fingerprint.as_str()) {
         return Ok(TeamUpdate::default());
@@ -47,7 +52,14 @@ pub fn update(store: &mut Store, mapping: &Mapping, run: i64, changed: bool) -> 
         // Rows of another team name are left from a renamed team: they go.
         if team != mapping.team || !wanted.contains(&user) {
             tx.remove_team_member(&team, &user)?;
-            tx.audit(run, &now, "team", &user, "removed", Some(&json!({ "team": team })))?;
+            tx.audit(
+                run,
+                &now,
+                "team",
+                &user,
+                "removed",
+                Some(&json!({ "team": team })),
+            )?;
             update.removed += 1;
         } else {
             present.insert(user);
@@ -55,7 +67,14 @@ pub fn update(store: &mut Store, mapping: &Mapping, run: i64, changed: bool) -> 
     }
     for user in wanted.difference(&present) {
         tx.add_team_member(&mapping.team, user, &now)?;
-        tx.audit(run, &now, "team", user, "added", Some(&json!({ "team": mapping.team })))?;
+        tx.audit(
+            run,
+            &now,
+            "team",
+            user,
+            "added",
+            Some(&json!({ "team": mapping.team })),
+        )?;
         update.added += 1;
     }
     tx.set_meta(MAPPING_KEY, &fingerprint)?;
@@ -73,12 +92,16 @@ pub fn update(store: &mut Store, mapping: &Mapping, run: i64, changed: bool) -> 
 }
 
 /// Turns the mapped entries (ids or display names) into live group ids.
-fn resolve(tx: &store::Tx<'_>, mapping: &Mapping) -> Result<(Vec<String>, Vec<String>), StoreError> {
+fn resolve(
+    tx: &store::Tx<'_>,
+    mapping: &Mapping,
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
     let mut ids = Vec::new();
     let mut problems = Vec::new();
     for entry in &mapping.groups {
         let matches = tx.groups_matching(entry)?;
-        let live: Vec<&(String, String, bool)> = matches.iter().filter(|(_, _, deleted)| !deleted).collect();
+        let live: Vec<&(String, String, bool)> =
+            matches.iter().filter(|(_, _, deleted)| !deleted).collect();
         match live.as_slice() {
             [(id, _, _)] => ids.push(id.clone()),
             [] if matches.is_empty() => problems.push(format!(

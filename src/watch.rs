@@ -50,7 +50,10 @@ pub fn signals(events: Sender<Event>, shutdown: Shutdown) -> std::io::Result<()>
 /// renaming it over the old one, which a watch on the file itself would miss) and sends
 /// [`Event::FileChanged`] when an event names one of them. The returned watcher must be
 /// kept alive.
-pub fn files(files: &[PathBuf], events: Sender<Event>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn files(
+    files: &[PathBuf],
+    events: Sender<Event>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let names: Vec<(PathBuf, OsString)> = files
         .iter()
         .filter_map(|f| Some((directory_of(f), f.file_name()?.to_owned())))

@@ -1,0 +1,150 @@
+//! The command line: exit codes, `check`, `status`, config errors, `enabled = false`.
+
+use crate::sim::{MemberKind, Resource};
+use crate::support::*;
+
+#[test]
+fn config_errors_exit_78_with_key_and_line() {
+    let env = TestEnv::new();
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!("client_id = \"{}\"", crate::sim::CLIENT_ID),
+        "client_id = \"not-a-guid\"",
+    );
+    std::fs::write(&env.config, text).unwrap();
+    for command in ["sync", "check", "status"] {
+        let out = env.run(&[command]);
+        assert_eq!(out.status.code(), Some(78), "{command}");
+        let err = stderr(&out);
+        assert!(err.contains("entra.client_id"), "{err}");
+        assert!(
+            err.contains(&format!("{}:3", env.config.display())),
+            "{err}"
+        );
+    }
+    assert!(env.sim.requests().is_empty());
+}
+
+#[test]
+fn disabled_sync_makes_no_requests() {
+    let env = TestEnv::new();
+    env.write_config_with("groups = []", "enabled = false");
+    let out = env.run(&["sync"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("sync.enabled = false"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.sim.requests().is_empty());
+}
+
+#[test]
+fn check_reports_each_step() {
+    let env = TestEnv::with_mapping(r#"groups = ["Engineering", "Nope"]"#);
+    {
+        let mut t = env.sim.tenant();
+        t.add_user(&u(1), user_props("Ada"));
+        t.add_group(&g(1), security_group("Engineering"));
+        t.add_member(&g(1), &u(1), MemberKind::User);
+    }
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("ok    config"), "{text}");
+    assert!(text.contains("ok    sign-in"), "{text}");
+    assert!(text.contains("ok    users"), "{text}");
+    assert!(text.contains("ok    groups"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok    mapping: \"Engineering\" is Engineering ({})",
+            g(1)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  mapping: \"Nope\" matches no group"),
+        "{text}"
+    );
+
+    env.sim.settings().consent_users = false;
+    let text = stdout(&env.run(&["check"]));
+    assert!(
+        text.contains("FAIL  users") && text.contains("User.Read.All"),
+        "{text}"
+    );
+    assert!(text.contains("ok    groups"), "{text}");
+    // check reads, it never writes the database.
+    assert!(!env.db.exists());
+    assert!(
+        env.graph_requests(Resource::Users)
+            .iter()
+            .all(|r| !r.path_and_query.contains("deltatoken"))
+    );
+}
+
+#[test]
+fn status_shows_runs_counts_and_links() {
+    let env = TestEnv::new();
+    {
+        let mut t = env.sim.tenant();
+        t.add_user(&u(1), user_props("Ada"));
+        t.add_user(&u(2), user_props("Bo"));
+        t.add_group(&g(1), security_group("Engineering"));
+        t.add_member(&g(1), &u(1), MemberKind::User);
+    }
+    let out = env.run(&["status"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("no database yet"), "{}", stdout(&out));
+    env.sync();
+    let out = env.run(&["status", "--json"]);
+    assert_success(&out);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["contents"]["users"], 2);
+    assert_eq!(status["contents"]["team_members"], 1);
+    assert_eq!(status["runs"][0]["status"], "succeeded");
+    assert_eq!(status["runs"][0]["kind"], "full");
+    assert_eq!(status["enabled"], true);
+    assert!(
+        status["resources"][0]["delta_link_age_seconds"]
+            .as_i64()
+            .unwrap()
+            < 60
+    );
+    let text = stdout(&env.run(&["status"]));
+    assert!(
+        text.contains("2 users (0 deleted), 1 groups (0 deleted), 1 memberships"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"Microsoft Entra ID Users\": 1 members"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused() {
+    let env = TestEnv::new();
+    {
+        let mut t = env.sim.tenant();
+        for n in 1..=20 {
+            t.add_user(&u(n), user_props(&format!("U{n}")));
+        }
+        let mut s = env.sim.settings();
+        s.users_page_size = 2;
+        s.page_latency = std::time::Duration::from_millis(200);
+    }
+    let first = env.spawn(&["sync"]);
+    wait_for(
+        "the first pass to start",
+        std::time::Duration::from_secs(20),
+        || !env.graph_requests(Resource::Users).is_empty(),
+    );
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("in use by another entra-sync process (pid"),
+        "{}",
+        stderr(&out)
+    );
+    assert_success(&first.wait_with_output().unwrap());
+}

@@ -1,0 +1,351 @@
+//! What Graph and the token endpoint can throw at a pass, and crashes.
+
+use std::time::{Duration, Instant};
+
+use crate::sim::{Fault, MemberKind, Resource, Sim, TokenError};
+use crate::support::*;
+
+fn tenant(env: &TestEnv, users: u32) {
+    let mut t = env.sim.tenant();
+    for n in 1..=users {
+        t.add_user(&u(n), user_props(&format!("User {n}")));
+    }
+    t.add_group(&g(1), security_group("Engineering"));
+    for n in 1..=users.min(10) {
+        t.add_member(&g(1), &u(n), MemberKind::User);
+    }
+}
+
+/// Lost delta state (410 Gone, or 400 syncStateNotFound) makes a full round that also
+/// finds what was deleted while the link was dead.
+#[test]
+fn lost_delta_state_resyncs_with_reconciliation() {
+    for fault in ["gone", "sync-state-not-found"] {
+        let env = TestEnv::new();
+        tenant(&env, 12);
+        env.sync();
+        {
+            // Changes that the full round can only notice by their absence.
+            let mut t = env.sim.tenant();
+            t.soft_delete_user(&u(3));
+            t.remove_member(&g(1), &u(4));
+            t.purge_group(&g(1));
+            t.add_group(&g(2), security_group("Engineering"));
+            t.add_member(&g(2), &u(5), MemberKind::User);
+        }
+        if fault == "gone" {
+            env.sim.push_fault(Resource::Users, Fault::Gone);
+            env.sim.push_fault(Resource::Groups, Fault::Gone);
+        } else {
+            env.sim.expire_delta_tokens();
+        }
+        let out = env.sync();
+        assert!(
+            stdout(&out).contains("(full)") || stderr(&out).contains("full"),
+            "{fault}"
+        );
+        assert_eq!(
+            env.strings(&format!("SELECT deletion FROM users WHERE id = '{}'", u(3))),
+            vec!["soft"],
+            "{fault}"
+        );
+        assert_eq!(
+            env.count(&format!(
+                "SELECT count(*) FROM groups WHERE id = '{}' AND deleted_at IS NOT NULL",
+                g(1)
+            )),
+            1,
+            "{fault}"
+        );
+        assert_eq!(
+            env.memberships(),
+            vec![format!("{} {} user", g(2), u(5))],
+            "{fault}"
+        );
+        assert_eq!(env.team(), vec![u(5)], "{fault}");
+        // The new delta link works: the next pass is incremental again.
+        let out = env.sync();
+        assert!(
+            stdout(&out).contains("(incremental)"),
+            "{fault}: {}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn throttling_honours_retry_after() {
+    let env = TestEnv::new();
+    tenant(&env, 3);
+    env.sim.push_fault(
+        Resource::Users,
+        Fault::Status {
+            status: 429,
+            retry_after: Some("1.5".into()),
+            code: "TooManyRequests",
+        },
+    );
+    env.sim.push_fault(
+        Resource::Groups,
+        Fault::Status {
+            status: 503,
+            retry_after: Some("0.7".into()),
+            code: "ServiceUnavailable",
+        },
+    );
+    env.sync();
+    for (resource, wait) in [(Resource::Users, 1500), (Resource::Groups, 700)] {
+        let requests = env.graph_requests(resource);
+        assert!(requests.len() >= 2);
+        let gap = requests[1].at - requests[0].at;
+        assert!(
+            gap >= Duration::from_millis(wait),
+            "{resource:?}: retried after {gap:?}"
+        );
+        assert!(
+            gap < Duration::from_millis(wait + 1500),
+            "{resource:?}: waited too long {gap:?}"
+        );
+        assert_eq!(
+            requests[0].path_and_query, requests[1].path_and_query,
+            "the same link is retried"
+        );
+    }
+    assert_eq!(env.count("SELECT count(*) FROM users"), 3);
+}
+
+#[test]
+fn transient_errors_without_retry_after_back_off() {
+    let env = TestEnv::new();
+    tenant(&env, 3);
+    for status in [503, 504] {
+        env.sim.push_fault(
+            Resource::Users,
+            Fault::Status {
+                status,
+                retry_after: None,
+                code: "",
+            },
+        );
+    }
+    env.sim.push_fault(Resource::Groups, Fault::Malformed);
+    env.sim.push_fault(Resource::Groups, Fault::Truncated);
+    env.sync();
+    let users = env.graph_requests(Resource::Users);
+    assert!(users.len() >= 3);
+    assert!(
+        users[1].at - users[0].at >= Duration::from_millis(450),
+        "no backoff"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM users"), 3);
+    assert_eq!(env.memberships().len(), 3);
+}
+
+#[test]
+fn token_expiring_mid_round_is_renewed() {
+    let env = TestEnv::new();
+    tenant(&env, 30);
+    {
+        let mut s = env.sim.settings();
+        s.users_page_size = 5;
+        s.page_latency = Duration::from_millis(100);
+    }
+    let child = env.spawn(&["sync"]);
+    wait_for("two users pages", Duration::from_secs(20), || {
+        env.graph_requests(Resource::Users).len() >= 2
+    });
+    env.sim.expire_tokens();
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    assert_eq!(env.count("SELECT count(*) FROM users"), 30);
+    let token_requests = env.graph_requests(Resource::Token).len();
+    assert!(
+        token_requests >= 2,
+        "a new token was not requested ({token_requests})"
+    );
+    assert!(
+        env.sim.requests().iter().any(|r| r.status == 401),
+        "no 401 was served"
+    );
+}
+
+#[test]
+fn credential_errors_tell_the_operator_what_to_do() {
+    let cases = [
+        (TokenError::WrongSecret, "secret Value, not the Secret ID"),
+        (
+            TokenError::ExpiredSecret,
+            "create a new client secret under Certificates & secrets (at most 24 months)",
+        ),
+        (TokenError::AppNotFound, "was not found in the tenant"),
+        (TokenError::TenantNotFound, "check entra.tenant_id"),
+    ];
+    for (error, advice) in cases {
+        let env = TestEnv::new();
+        env.sim.settings().token_error = Some(error);
+        let out = env.run(&["sync"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.contains(advice), "{err}");
+        assert!(
+            !err.contains(crate::sim::CLIENT_SECRET),
+            "the secret leaked: {err}"
+        );
+    }
+}
+
+#[test]
+fn missing_consent_names_the_permission_per_resource() {
+    let env = TestEnv::new();
+    tenant(&env, 3);
+    env.sim.settings().consent_groups = false;
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("groups: access denied"), "{err}");
+    assert!(err.contains("GroupMember.Read.All"), "{err}");
+    assert!(err.contains("Grant admin consent"), "{err}");
+    assert!(
+        !err.contains("User.Read.All needs"),
+        "users were readable: {err}"
+    );
+    // What could be read was stored.
+    assert_eq!(env.count("SELECT count(*) FROM users"), 3);
+    assert_eq!(env.strings("SELECT status FROM sync_runs"), vec!["failed"]);
+
+    env.sim.settings().consent_users = false;
+    env.sim.settings().consent_groups = true;
+    let err = stderr(&env.run(&["sync"]));
+    assert!(
+        err.contains("users: access denied") && err.contains("User.Read.All"),
+        "{err}"
+    );
+}
+
+#[test]
+fn foreign_next_link_is_refused_without_a_request() {
+    let env = TestEnv::new();
+    tenant(&env, 10);
+    let elsewhere = Sim::start();
+    env.sim.settings().users_page_size = 4;
+    env.sim
+        .push_fault(Resource::Users, Fault::ForeignNextLink(elsewhere.url()));
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("refused to follow a link"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "a request went to the foreign host"
+    );
+    // The round kept its place before the bad link: the stored resume link is still ours.
+    let resume: Option<String> = env
+        .db()
+        .query_row(
+            "SELECT resume_link FROM sync_state WHERE resource = 'users'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(None);
+    assert!(resume.is_none_or(|l| l.starts_with(&env.sim.url())));
+}
+
+/// Killing the process mid-round loses at most the page in flight; the next start resumes
+/// from the stored resume link and ends where an uninterrupted pass ends.
+#[test]
+fn crash_mid_round_then_resume() {
+    let env = TestEnv::new();
+    tenant(&env, 60);
+    {
+        let mut s = env.sim.settings();
+        s.users_page_size = 5;
+        s.page_latency = Duration::from_millis(150);
+    }
+    let mut child = env.spawn(&["sync"]);
+    wait_for("15 committed users", Duration::from_secs(30), || {
+        committed_users(&env) >= 15
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stored_before = env.count("SELECT count(*) FROM users");
+    assert!(stored_before < 60, "the pass finished before the kill");
+    assert!(
+        env.count(
+            "SELECT count(*) FROM sync_state WHERE resource = 'users' AND resume_link IS NOT NULL"
+        ) == 1
+    );
+
+    env.sim.clear_requests();
+    env.sim.settings().page_latency = Duration::ZERO;
+    env.sync();
+    let first = &env.graph_requests(Resource::Users)[0];
+    assert!(
+        first.path_and_query.contains("skiptoken="),
+        "did not resume: {}",
+        first.path_and_query
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM users WHERE deleted_at IS NULL"),
+        60
+    );
+    assert_eq!(
+        env.strings("SELECT status FROM sync_runs ORDER BY id"),
+        vec!["interrupted", "succeeded"]
+    );
+
+    let clean = TestEnv::new();
+    tenant(&clean, 60);
+    clean.sync();
+    let dump =
+        "SELECT id || display_name || attributes || coalesce(deletion, '') FROM users ORDER BY id";
+    assert_eq!(env.strings(dump), clean.strings(dump));
+    assert_eq!(env.memberships(), clean.memberships());
+    assert_eq!(env.team(), clean.team());
+}
+
+#[test]
+fn readers_never_see_a_locked_database() {
+    let env = TestEnv::new();
+    tenant(&env, 400);
+    {
+        let mut s = env.sim.settings();
+        s.users_page_size = 10;
+        s.page_latency = Duration::from_millis(5);
+    }
+    env.sync(); // create the database, then read during a second, full pass
+    let mut child = env.spawn(&["sync", "--full"]);
+    let started = Instant::now();
+    let mut reads = 0;
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(60) {
+        // A reader as `sqlite3` opens one: read-only, no busy timeout.
+        let conn = rusqlite::Connection::open_with_flags(
+            &env.db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM users u JOIN audit_events a ON a.entity_id = u.id",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("reader failed during a pass: {e}"));
+        assert!(n >= 400);
+        reads += 1;
+    }
+    assert_success(&child.wait_with_output().unwrap());
+    assert!(reads > 3, "only {reads} reads happened during the pass");
+}
+
+/// Users committed so far, read as an outside reader would (0 before the file exists).
+fn committed_users(env: &TestEnv) -> i64 {
+    if !env.db.exists() {
+        return 0;
+    }
+    rusqlite::Connection::open(&env.db)
+        .and_then(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get(0)))
+        .unwrap_or(0)
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real `entra-sync` binary against the project's Graph simulator.
+
+// Tests and their helpers fail by panicking.
+#![allow(clippy::unwrap_used)]
+
+#[allow(dead_code)]
+#[path = "../sim/mod.rs"]
+mod sim;
+#[allow(dead_code)]
+mod support;
+
+mod commands;
+mod faults;
+mod sync;
