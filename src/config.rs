@@ -398,7 +398,7 @@ fn read_error(path: &Path, err: &io::Error) -> ConfigError {
         io::ErrorKind::NotFound => (
             ErrorKind::NotFound,
             format!(
-                "file not found; copy config.example.toml to it (install -m 600 config.example.toml {p}) and fill in [entra], \
+                "file not found; copy config.example.toml to it (install -m 644 config.example.toml {p}) and fill in [entra], \
                  or point --config or ${CONFIG_ENV} at your file"
             ),
         ),
@@ -2666,7 +2666,9 @@ mod tests {
 
     /// The example with its client_secret_file pointed at `secret_path`.
     fn example_with_secret(secret_path: &Path) -> String {
-        let line = "client_secret_file = \"/etc/entra-sync/client-secret\"";
+        // The example documents the file as an option (the systemd credential is the default
+        // way); the test takes that option.
+        let line = "#          client_secret_file = \"/etc/entra-sync/client-secret\"";
         assert_eq!(
             EXAMPLE.matches(line).count(),
             1,
@@ -2781,7 +2783,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!(
-                "config: {m}: file not found; copy config.example.toml to it (install -m 600 config.example.toml {m}) and fill in [entra], \
+                "config: {m}: file not found; copy config.example.toml to it (install -m 644 config.example.toml {m}) and fill in [entra], \
                  or point --config or $ENTRA_SYNC_CONFIG at your file"
             )
         );

@@ -10,6 +10,11 @@ pub fn init() {
     if let Ok(filters) = std::env::var("RUST_LOG") {
         builder.parse_filters(&filters);
     }
+    // The HTTP stack's debug and trace output can show request lines and bodies (the token
+    // request carries the client secret): only its warnings and errors are shown, whatever RUST_LOG says.
+    for module in ["ureq", "ureq_proto", "rustls"] {
+        builder.filter_module(module, log::LevelFilter::Warn);
+    }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder
             .format(|out, record| writeln!(out, "<{}>{}", priority(record.level()), record.args()));
