@@ -107,7 +107,8 @@ struct Daemon {
     next_pass: Instant,
     state: DaemonState,
     watched: Vec<PathBuf>,
-    /// The last failure message and how often it repeated, to log it in full only once.
+    /// The last failure (its [`failure_key`]) and how often it repeated, to log it in full
+    /// only once.
     repeated_failure: Option<(String, u32)>,
     _watcher: notify::RecommendedWatcher,
     _lock: DatabaseLock,
@@ -139,6 +140,11 @@ impl Daemon {
             };
             match self.events.recv_timeout(wait) {
                 Ok(Event::Shutdown) => break,
+                Ok(Event::SyncNow) if !self.config.sync.enabled => {
+                    log::info!(
+                        "daemon: SIGUSR1 ignored: sync is switched off by sync.enabled = false"
+                    );
+                }
                 Ok(Event::SyncNow) => {
                     log::info!("daemon: SIGUSR1, starting a pass now");
                     self.next_pass = Instant::now();
@@ -208,6 +214,10 @@ impl Daemon {
             Err(error) => {
                 self.state.last_pass_status = Some("failed".into());
                 self.report_failure(error.to_string());
+                // The next pass signs in afresh: a token keeps the roles it was issued with, so
+                // consent granted (or a secret renewed) in Entra after a failure would otherwise
+                // go unnoticed until the cached token expires, up to an hour later.
+                self.graph = connect(&self.config, &self.shutdown);
             }
         }
         // The interval counts from the end of a pass, so passes never stack up.
@@ -219,8 +229,9 @@ impl Daemon {
     /// Logs a failure in full the first time, briefly while it repeats.
     fn report_failure(&mut self, message: String) {
         self.state.last_error = Some(message.clone());
+        let key = failure_key(&message);
         match &mut self.repeated_failure {
-            Some((last, count)) if *last == message => {
+            Some((last, count)) if *last == key => {
                 *count += 1;
                 log::error!(
                     "daemon: pass failed again with the same error ({} times in a row); next try in {}",
@@ -230,7 +241,7 @@ impl Daemon {
             }
             _ => {
                 log::error!("{message}");
-                self.repeated_failure = Some((message, 1));
+                self.repeated_failure = Some((key, 1));
             }
         }
     }
@@ -377,7 +388,15 @@ impl Daemon {
             .as_deref()
             .map(|e| format!("; error: {}", e.chars().take(200).collect::<String>()))
             .unwrap_or_default();
-        format!("{last}; next pass at {}{error}", self.next_pass_at())
+        let config = if self.state.config_error.is_some() {
+            "; the edited config file is invalid and not in force (see the log)"
+        } else {
+            ""
+        };
+        format!(
+            "{last}; next pass at {}{error}{config}",
+            self.next_pass_at()
+        )
     }
 
     fn next_pass_at(&self) -> String {
@@ -406,4 +425,80 @@ fn watched_files(config: &Config) -> Vec<PathBuf> {
         files.push(path.clone());
     }
     files
+}
+
+/// What makes two failure messages "the same failure": the message without the parts that
+/// change on every attempt (trace, correlation and request ids, timestamps), so a wrong
+/// secret failing every interval is logged in full once, not once per fresh trace id.
+fn failure_key(message: &str) -> String {
+    let mut key = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(c) = rest.chars().next() {
+        if let Some(len) = guid_len(rest.as_bytes()) {
+            key.push_str("<id>");
+            rest = &rest[len..];
+        } else if let Some(len) = timestamp_len(rest.as_bytes()) {
+            key.push_str("<time>");
+            rest = &rest[len..];
+        } else {
+            key.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    key
+}
+
+/// Length of a GUID (`8-4-4-4-12` hex digits) at the start of `text`.
+fn guid_len(text: &[u8]) -> Option<usize> {
+    let guid = text.get(..36)?;
+    let ok = guid.iter().enumerate().all(|(i, b)| match i {
+        8 | 13 | 18 | 23 => *b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    ok.then_some(36)
+}
+
+/// Length of a date-time (`2025-03-04 10:11:12Z`, `2025-03-04T10:11:12.5Z`) at the start.
+fn timestamp_len(text: &[u8]) -> Option<usize> {
+    const SHAPE: &[u8] = b"0000-00-00T00:00:00";
+    let head = text.get(..SHAPE.len())?;
+    let ok = head.iter().zip(SHAPE).all(|(b, s)| match s {
+        b'0' => b.is_ascii_digit(),
+        b'T' => *b == b'T' || *b == b' ',
+        _ => b == s,
+    });
+    if !ok {
+        return None;
+    }
+    let mut len = SHAPE.len();
+    if text.get(len) == Some(&b'.') {
+        len += 1;
+        while text.get(len).is_some_and(u8::is_ascii_digit) {
+            len += 1;
+        }
+    }
+    if text.get(len) == Some(&b'Z') {
+        len += 1;
+    }
+    Some(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_key_ignores_ids_and_times() {
+        let a = "sign-in: the client secret is wrong (AADSTS7000215, HTTP 401, trace id \
+                 0c0c0c0c-1111-4222-8333-444444444444, at 2025-03-04 10:11:12Z)";
+        let b = "sign-in: the client secret is wrong (AADSTS7000215, HTTP 401, trace id \
+                 9c0c0c0c-1111-4222-8333-44444444444f, at 2025-03-04 10:11:13Z)";
+        assert_eq!(failure_key(a), failure_key(b));
+        assert!(failure_key(a).contains("trace id <id>, at <time>)"));
+        assert_ne!(
+            failure_key("graph: users: HTTP 503"),
+            failure_key("graph: users: HTTP 504")
+        );
+        assert_eq!(failure_key("née 2025-03-04T10:11:12.25Z."), "née <time>.");
+    }
 }

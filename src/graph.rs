@@ -644,11 +644,12 @@ struct RemovedAnnotation {
 
 impl From<RemovedAnnotation> for Removal {
     fn from(r: RemovedAnnotation) -> Removal {
-        // Only "changed" means restorable; "deleted" and anything unknown are treated as
-        // permanent, the safe reading for an audit trail.
+        // Only "deleted" is permanent. Anything else ("changed", or a reason Graph may add
+        // later) is read as restorable: that keeps memberships, and a later "deleted" or a
+        // full pass can still finish the job, whereas purging cannot be undone.
         match r.reason.as_deref() {
-            Some(reason) if reason.eq_ignore_ascii_case("changed") => Removal::Soft,
-            _ => Removal::Permanent,
+            Some(reason) if reason.eq_ignore_ascii_case("deleted") => Removal::Permanent,
+            _ => Removal::Soft,
         }
     }
 }
@@ -703,6 +704,13 @@ mod tests {
         assert!(!u1.props.contains_key("manager@delta"));
         assert_eq!(page.objects[1].removed, Some(Removal::Soft));
         assert_eq!(page.objects[2].removed, Some(Removal::Permanent));
+        // An unknown or missing reason is read as restorable, never as a purge.
+        let page = parse_page(
+            br#"{"@odata.nextLink":"n","value":[{"id":"u4","@removed":{}},
+            {"id":"u5","@removed":{"reason":"archived"}}]}"#,
+        )
+        .unwrap();
+        assert!(page.objects.iter().all(|o| o.removed == Some(Removal::Soft)));
     }
 
     #[test]

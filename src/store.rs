@@ -431,7 +431,7 @@ impl Tx<'_> {
             )
         };
         let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
-        let attributes_text = Value::Object(attributes.clone()).to_string();
+        let attributes_text = serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned());
         let mut values: Vec<rusqlite::types::Value> = vec![
             id.to_owned().into(),
             attributes_text.into(),

@@ -11,7 +11,9 @@ use std::thread;
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::graph::{DirectoryObject, Graph, GraphError, Next, Page, Removal, Resource};
+use crate::graph::{
+    DirectoryObject, Graph, GraphError, MemberChange, Next, Page, Removal, Resource,
+};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Counts, Kind, RunEnd, Store, StoreError, Tx};
 use crate::systemd::Heartbeat;
@@ -68,11 +70,8 @@ pub fn run_pass(
         .iter()
         .map(|&resource| Round::plan(config, store, resource, options.full))
         .collect::<Result<_, _>>()?;
-    let kind = if rounds.iter().any(|r| r.full) {
-        "full"
-    } else {
-        "incremental"
-    };
+    let planned_full = rounds.iter().any(|r| r.full);
+    let kind = if planned_full { "full" } else { "incremental" };
     let run_id = store.begin_run(kind, &store::now())?;
     log::info!(
         "sync: pass {run_id} started ({})",
@@ -88,8 +87,11 @@ pub fn run_pass(
         counts: Counts::default(),
         failures: Vec::new(),
         stopped: false,
+        restarted: false,
     };
     let outcome = pass.fetch_and_apply(store, graph, rounds, shutdown, options.heartbeat.as_ref());
+    // A round that Graph sent back to the start made this a full (reconciling) pass.
+    let kind = if pass.restarted { "full" } else { kind };
     let mut report = PassReport {
         run_id,
         kind,
@@ -174,7 +176,6 @@ struct Round {
     fresh: bool,
     generation: i64,
     query: String,
-    restarts: u32,
 }
 
 impl Round {
@@ -198,7 +199,6 @@ impl Round {
             fresh: true,
             generation: state.generation,
             query: query.clone(),
-            restarts: 0,
         };
         if full {
             return Ok(round);
@@ -250,6 +250,7 @@ struct Pass {
     counts: Counts,
     failures: Vec<String>,
     stopped: bool,
+    restarted: bool,
 }
 
 impl Pass {
@@ -307,7 +308,7 @@ impl Pass {
                     log::warn!(
                         "sync: {reason}; running a full {resource} round with reconciliation"
                     );
-                    round.restarts += 1;
+                    self.restarted = true;
                     round.full = true;
                     round.fresh = true;
                 }
@@ -520,20 +521,20 @@ impl Apply<'_, '_> {
         Ok(())
     }
 
-    fn membership(
-        &mut self,
-        group: &str,
-        member: &crate::graph::MemberChange,
-    ) -> Result<(), StoreError> {
+    fn membership(&mut self, group: &str, member: &MemberChange) -> Result<(), StoreError> {
         if member.removed {
             if self.tx.remove_member(group, &member.id)? {
                 self.membership_removed(group, &member.id, &member.kind)?;
             }
-        } else if self
-            .tx
-            .add_member(group, &member.id, &member.kind, self.generation, self.now)?
-        {
-            let detail = json!({ "group": group, "type": member.kind });
+        } else {
+            let kind = self.member_kind(member)?;
+            if !self
+                .tx
+                .add_member(group, &member.id, &kind, self.generation, self.now)?
+            {
+                return Ok(());
+            }
+            let detail = json!({ "group": group, "type": kind });
             self.tx.audit(
                 self.run,
                 self.now,
@@ -545,6 +546,20 @@ impl Apply<'_, '_> {
             self.counts.members_added += 1;
         }
         Ok(())
+    }
+
+    /// The member's type from its `@odata.type`; without one (not seen from Graph, but
+    /// cheap to survive), from what the database knows of the id.
+    fn member_kind(&self, member: &MemberChange) -> Result<String, StoreError> {
+        if member.kind != "unknown" {
+            return Ok(member.kind.clone());
+        }
+        for kind in [Kind::User, Kind::Group] {
+            if self.tx.object(kind, &member.id)?.is_some() {
+                return Ok(kind.entity().to_owned());
+            }
+        }
+        Ok(member.kind.clone())
     }
 
     fn membership_removed(

@@ -42,11 +42,19 @@ impl Default for Heartbeat {
 }
 
 pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    send(&[NotifyState::Ready, NotifyState::Status(&one_line(status))]);
 }
 
 pub fn status(status: &str) {
-    send(&[NotifyState::Status(status)]);
+    send(&[NotifyState::Status(&one_line(status))]);
+}
+
+/// The notify protocol is one `KEY=value` per line: a newline in a STATUS= text (error
+/// messages quote Entra's multi-line descriptions) would end it and start garbage keys.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// RELOADING=1 must carry the monotonic time for `Type=notify-reload`; plain `notify`

@@ -40,8 +40,10 @@ fn lost_delta_state_resyncs_with_reconciliation() {
             env.sim.expire_delta_tokens();
         }
         let out = env.sync();
-        assert!(
-            stdout(&out).contains("(full)") || stderr(&out).contains("full"),
+        assert!(stdout(&out).contains("(full)"), "{fault}: {}", stdout(&out));
+        assert_eq!(
+            env.strings("SELECT kind FROM sync_runs ORDER BY id"),
+            vec!["full", "full"],
             "{fault}"
         );
         assert_eq!(
