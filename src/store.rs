@@ -484,6 +484,23 @@ impl Tx<'_> {
         generation: i64,
         now: &str,
     ) -> Result<bool> {
+        // Insert first: on the first pass, the one that moves millions of links, it is the
+        // only statement per link. A link that exists is stamped as seen instead.
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO group_members
+                    (group_id, member_id, member_type, added_at, seen_generation)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| self.err(e))?;
+        if insert
+            .execute(params![group, member, kind, now, generation])
+            .map_err(|e| self.err(e))?
+            > 0
+        {
+            return Ok(true);
+        }
         let mut update = self
             .tx
             .prepare_cached(
@@ -491,24 +508,10 @@ impl Tx<'_> {
                  WHERE group_id = ?1 AND member_id = ?2",
             )
             .map_err(|e| self.err(e))?;
-        if update
+        update
             .execute(params![group, member, generation, kind])
-            .map_err(|e| self.err(e))?
-            > 0
-        {
-            return Ok(false);
-        }
-        let mut insert = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO group_members (group_id, member_id, member_type, added_at, seen_generation)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
             .map_err(|e| self.err(e))?;
-        insert
-            .execute(params![group, member, kind, now, generation])
-            .map_err(|e| self.err(e))?;
-        Ok(true)
+        Ok(false)
     }
 
     /// Removes a direct membership. True when there was one.

@@ -10,5 +10,6 @@ mod sim;
 mod support;
 
 mod commands;
+mod daemon;
 mod faults;
 mod sync;
