@@ -55,18 +55,22 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
 
     let shutdown = Shutdown::new();
     let (sender, events) = mpsc::channel();
-    watch::signals(sender.clone(), shutdown.clone())
+    // Stops the pass in progress at a page boundary: raised by SIGTERM, SIGHUP and edits,
+    // lowered when a pass starts. The pass resumes from its last page after a reload.
+    let interrupt = Shutdown::new();
+    watch::signals(sender.clone(), shutdown.clone(), interrupt.clone())
         .map_err(|e| CliError::Failed(format!("daemon: cannot install signal handlers: {e}")))?;
-    let watcher = watch::files(&watched_files(&config), sender.clone()).map_err(|e| {
-        CliError::Failed(format!(
-            "daemon: cannot watch {}: {e}",
-            config.path.display()
-        ))
-    })?;
+    let watcher = watch::files(&watched_files(&config), sender.clone(), interrupt.clone())
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "daemon: cannot watch {}: {e}",
+                config.path.display()
+            ))
+        })?;
     let heartbeat = Heartbeat::new();
     systemd::start_watchdog(heartbeat.clone());
 
-    let graph = connect(&config, &shutdown);
+    let graph = connect(&config, &interrupt);
     let mut daemon = Daemon {
         state: DaemonState {
             pid: std::process::id(),
@@ -78,6 +82,7 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
         store,
         graph,
         shutdown,
+        interrupt,
         events,
         sender,
         heartbeat,
@@ -101,6 +106,7 @@ struct Daemon {
     store: Store,
     graph: Graph,
     shutdown: Shutdown,
+    interrupt: Shutdown,
     events: Receiver<Event>,
     sender: mpsc::Sender<Event>,
     heartbeat: Heartbeat,
@@ -127,11 +133,12 @@ impl Daemon {
             if self.shutdown.is_requested() {
                 break;
             }
-            if self.config.sync.enabled && Instant::now() >= self.next_pass {
-                self.pass();
-                continue;
-            }
-            let wait = if self.config.sync.enabled {
+            // Pending events go first, so a reload that paused a pass is applied before the
+            // pass resumes.
+            let due = self.config.sync.enabled && Instant::now() >= self.next_pass;
+            let wait = if due {
+                Duration::ZERO
+            } else if self.config.sync.enabled {
                 self.next_pass
                     .saturating_duration_since(Instant::now())
                     .min(TICK)
@@ -140,20 +147,8 @@ impl Daemon {
             };
             match self.events.recv_timeout(wait) {
                 Ok(Event::Shutdown) => break,
-                Ok(Event::SyncNow) if !self.config.sync.enabled => {
-                    log::info!(
-                        "daemon: SIGUSR1 ignored: sync is switched off by sync.enabled = false"
-                    );
-                }
-                Ok(Event::SyncNow) => {
-                    log::info!("daemon: SIGUSR1, starting a pass now");
-                    self.next_pass = Instant::now();
-                }
-                Ok(Event::Reload) => self.reload("SIGHUP"),
-                Ok(Event::FileChanged) => {
-                    self.debounce();
-                    self.reload("the file changed");
-                }
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) if due => self.pass(),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -161,6 +156,24 @@ impl Daemon {
         systemd::stopping();
         log::info!("daemon: stopping");
         self.publish("stopped");
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Shutdown => self.shutdown.request(),
+            Event::SyncNow if !self.config.sync.enabled => {
+                log::info!("daemon: SIGUSR1 ignored: sync is switched off by sync.enabled = false");
+            }
+            Event::SyncNow => {
+                log::info!("daemon: SIGUSR1, starting a pass now");
+                self.next_pass = Instant::now();
+            }
+            Event::Reload => self.reload("SIGHUP"),
+            Event::FileChanged => {
+                self.debounce();
+                self.reload("the file changed");
+            }
+        }
     }
 
     /// Swallows the rest of a burst of file events; a signal in the burst is handled after.
@@ -191,12 +204,16 @@ impl Daemon {
             full,
             heartbeat: Some(self.heartbeat.clone()),
         };
+        self.interrupt.reset();
+        if self.shutdown.is_requested() {
+            self.interrupt.request(); // a SIGTERM that came just before the reset
+        }
         let result = sync::run_pass(
             &self.config,
             &mut self.store,
             &self.graph,
             options,
-            &self.shutdown,
+            &self.interrupt,
         );
         self.state.last_pass_at = Some(store::now());
         match result {
@@ -210,6 +227,13 @@ impl Daemon {
             }
             Err(SyncError::Stopped { .. }) => {
                 self.state.last_pass_status = Some("interrupted".into());
+                if !self.shutdown.is_requested() {
+                    // A reload stopped it: handle the reload, then resume from the last page.
+                    log::info!("daemon: pass paused for a reload; it resumes right after");
+                    self.next_pass = Instant::now();
+                    self.publish("idle");
+                    return;
+                }
             }
             Err(error) => {
                 self.state.last_pass_status = Some("failed".into());
@@ -217,7 +241,7 @@ impl Daemon {
                 // The next pass signs in afresh: a token keeps the roles it was issued with, so
                 // consent granted (or a secret renewed) in Entra after a failure would otherwise
                 // go unnoticed until the cached token expires, up to an hour later.
-                self.graph = connect(&self.config, &self.shutdown);
+                self.graph = connect(&self.config, &self.interrupt);
             }
         }
         // The interval counts from the end of a pass, so passes never stack up.
@@ -301,11 +325,11 @@ impl Daemon {
             // A fresh client drops the cached token; links of another tenant or endpoint
             // are not reused (sync::Round::plan compares them).
             log::info!("daemon: credentials or endpoints changed, signing in again");
-            self.graph = connect(&new, &self.shutdown);
+            self.graph = connect(&new, &self.interrupt);
         }
         let files = watched_files(&new);
         if files != self.watched {
-            match watch::files(&files, self.sender.clone()) {
+            match watch::files(&files, self.sender.clone(), self.interrupt.clone()) {
                 Ok(watcher) => {
                     self._watcher = watcher;
                     self.watched = files;

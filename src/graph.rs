@@ -710,7 +710,11 @@ mod tests {
             {"id":"u5","@removed":{"reason":"archived"}}]}"#,
         )
         .unwrap();
-        assert!(page.objects.iter().all(|o| o.removed == Some(Removal::Soft)));
+        assert!(
+            page.objects
+                .iter()
+                .all(|o| o.removed == Some(Removal::Soft))
+        );
     }
 
     #[test]

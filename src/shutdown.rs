@@ -18,6 +18,11 @@ impl Shutdown {
         wake.notify_all();
     }
 
+    /// Lowers the flag again, for a flag that stops one pass at a time.
+    pub fn reset(&self) {
+        *self.0.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+
     pub fn is_requested(&self) -> bool {
         *self.0.0.lock().unwrap_or_else(|e| e.into_inner())
     }

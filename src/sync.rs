@@ -266,6 +266,7 @@ impl Pass {
         let mut by_resource = Vec::new();
         for round in rounds {
             let sender = sender.clone();
+            let stop = shutdown.clone();
             let graph = graph.clone();
             let (resource, url, initial) = (
                 round.resource,
@@ -276,7 +277,7 @@ impl Pass {
             // in a slow request ends with its timeout, its page never applied.
             thread::Builder::new()
                 .name(format!("fetch-{resource}"))
-                .spawn(move || fetch_round(&graph, resource, url, initial, &sender))
+                .spawn(move || fetch_round(&graph, resource, url, initial, &sender, &stop))
                 .map_err(|e| StoreError::Create {
                     path: "fetch thread".into(),
                     source: e,
@@ -390,9 +391,15 @@ fn fetch_round(
     mut url: String,
     initial: String,
     sender: &mpsc::SyncSender<Msg>,
+    stop: &Shutdown,
 ) {
     let mut restarts = 0;
     loop {
+        // A stopped pass makes no further request, even if its writer has not noticed yet.
+        if stop.is_requested() {
+            let _ = sender.send(Msg::Failed(resource, GraphError::Stopped));
+            return;
+        }
         match graph.get_page(resource, &url) {
             Ok(page) => {
                 let next = page.next.clone();

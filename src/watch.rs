@@ -21,9 +21,14 @@ pub enum Event {
     FileChanged,
 }
 
-/// Starts the signal thread. SIGTERM also raises `shutdown` directly, so a pass in progress
-/// stops at once instead of when the main loop next reads its events.
-pub fn signals(events: Sender<Event>, shutdown: Shutdown) -> std::io::Result<()> {
+/// Starts the signal thread. SIGTERM also raises `shutdown`, and SIGTERM and SIGHUP raise
+/// `interrupt`, directly, so a pass in progress stops at its next page boundary instead of
+/// when the main loop next reads its events.
+pub fn signals(
+    events: Sender<Event>,
+    shutdown: Shutdown,
+    interrupt: Shutdown,
+) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
@@ -33,9 +38,13 @@ pub fn signals(events: Sender<Event>, shutdown: Shutdown) -> std::io::Result<()>
                 let event = match signal {
                     SIGTERM | SIGINT => {
                         shutdown.request();
+                        interrupt.request();
                         Event::Shutdown
                     }
-                    SIGHUP => Event::Reload,
+                    SIGHUP => {
+                        interrupt.request();
+                        Event::Reload
+                    }
                     _ => Event::SyncNow,
                 };
                 if events.send(event).is_err() {
@@ -48,11 +57,12 @@ pub fn signals(events: Sender<Event>, shutdown: Shutdown) -> std::io::Result<()>
 
 /// Watches the directories holding `files` (editors save by writing a new file and
 /// renaming it over the old one, which a watch on the file itself would miss) and sends
-/// [`Event::FileChanged`] when an event names one of them. The returned watcher must be
-/// kept alive.
+/// [`Event::FileChanged`] when an event names one of them, raising `interrupt` so that a pass
+/// in progress yields to the reload. The returned watcher must be kept alive.
 pub fn files(
     files: &[PathBuf],
     events: Sender<Event>,
+    interrupt: Shutdown,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let names: Vec<(PathBuf, OsString)> = files
         .iter()
@@ -70,6 +80,7 @@ pub fn files(
                 .any(|(dir, name)| p.file_name() == Some(name) && directory_of(p) == *dir)
         });
         if relevant {
+            interrupt.request();
             let _ = events.send(Event::FileChanged);
         }
     })?;

@@ -931,3 +931,59 @@ fn periodic_full_pass() {
     assert_eq!(runs[0], "full succeeded");
     assert_eq!(runs[1], "incremental succeeded", "{runs:?}");
 }
+
+/// Switching sync off during a long pass stops it at a page boundary: no request follows the
+/// page in flight, and switched back on, the pass resumes from its last page.
+#[test]
+fn pausing_during_a_pass_stops_it_and_resumes_later() {
+    let env = TestEnv::new();
+    {
+        let mut t = env.sim.tenant();
+        for n in 1..=200 {
+            t.add_user(&u(n), user_props(&format!("User {n}")));
+        }
+        let mut s = env.sim.settings();
+        s.users_page_size = 5;
+        s.page_latency = Duration::from_millis(100);
+    }
+    let mut d = Daemon::start(&env);
+    d.until("a few committed pages", SLOW, |_| {
+        committed(&env, "SELECT count(*) FROM users") >= 20
+    });
+    edit_config(&env, |t| t.replace("[sync]\n", "[sync]\nenabled = false\n"));
+    d.until("the pass to stop for the reload", SOON, |_| {
+        status_json(&env)["daemon"]["state"] == "disabled"
+    });
+    // At most the page already in flight per resource may follow.
+    let settled = env.sim.requests().len();
+    let watch = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < watch {
+        assert!(
+            env.sim.requests().len() <= settled + 2,
+            "requests went on while disabled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stored = committed(&env, "SELECT count(*) FROM users");
+    assert!(
+        stored < 200,
+        "the pass ran to the end ({stored} users); log:\n{}",
+        d.log()
+    );
+    assert!(
+        kinds(&env).contains(&"full interrupted".to_owned()),
+        "{:?}",
+        kinds(&env)
+    );
+
+    env.sim.clear_requests();
+    edit_config(&env, |t| t.replace("enabled = false\n", ""));
+    d.passes(1, SLOW);
+    let first = &env.graph_requests(Resource::Users)[0];
+    assert!(
+        first.path_and_query.contains("skiptoken="),
+        "did not resume: {}",
+        first.path_and_query
+    );
+    assert_eq!(committed(&env, "SELECT count(*) FROM users"), 200);
+}
