@@ -7,6 +7,7 @@
 
 use std::sync::mpsc;
 use std::thread;
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
@@ -24,6 +25,9 @@ use crate::team;
 const PAGES_IN_FLIGHT: usize = 4;
 /// How often one pass may start a resource over after Graph said its state is lost.
 const MAX_RESTARTS: u32 = 2;
+/// At most this many pages, or this long, share one transaction when pages queue up.
+const MAX_BATCH_PAGES: usize = 64;
+const MAX_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(500);
 /// How often the writer looks at the stop flag while it waits for a page.
 const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -286,23 +290,52 @@ impl Pass {
         }
         drop(sender);
 
+        // Pages are applied into an open transaction that commits as soon as no further
+        // page is waiting (so against real Graph latency every page commits on its own), or
+        // after MAX_BATCH_PAGES / MAX_BATCH_TIME when the writer falls behind. The resume link
+        // commits with the pages it follows, so a crash still resumes exactly after the last
+        // committed page.
+        let mut batch: Option<Batch<'_>> = None;
         loop {
             if let Some(heartbeat) = heartbeat {
                 heartbeat.beat();
             }
             if shutdown.is_requested() {
                 self.stopped = true;
-                return Ok(());
+                break;
             }
-            let message = match receiver.recv_timeout(STOP_POLL) {
-                Ok(message) => message,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            let message = if batch.is_some() {
+                match receiver.try_recv() {
+                    Ok(message) => message,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        commit(&mut batch)?;
+                        continue;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match receiver.recv_timeout(STOP_POLL) {
+                    Ok(message) => message,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
             };
             match message {
                 Msg::Page(resource, page) => {
+                    if batch.is_none() {
+                        batch = Some(Batch {
+                            tx: store.transaction()?,
+                            pages: 0,
+                            started: Instant::now(),
+                        });
+                    }
+                    let open = batch.as_mut().expect("a batch was opened above");
                     let round = round_mut(&mut by_resource, resource);
-                    self.apply_page(store, round, page)?;
+                    self.apply_page(&open.tx, round, page)?;
+                    open.pages += 1;
+                    if open.pages >= MAX_BATCH_PAGES || open.started.elapsed() >= MAX_BATCH_TIME {
+                        commit(&mut batch)?;
+                    }
                 }
                 Msg::Restarted(resource, reason) => {
                     let round = round_mut(&mut by_resource, resource);
@@ -321,32 +354,28 @@ impl Pass {
                 }
             }
         }
+        // Whole pages only ever reach the batch, so what it holds is safe to keep.
+        commit(&mut batch)?;
         if shutdown.is_requested() {
             self.stopped = true;
         }
         Ok(())
     }
 
-    fn apply_page(
-        &mut self,
-        store: &mut Store,
-        round: &mut Round,
-        page: Page,
-    ) -> Result<(), StoreError> {
+    /// Applies one page, and the link that follows it, to the open transaction.
+    fn apply_page(&mut self, tx: &Tx<'_>, round: &mut Round, page: Page) -> Result<(), StoreError> {
         let now = store::now();
-        let tx = store.transaction()?;
         let generation = if round.fresh {
             tx.start_full_round(round.resource, &round.query, &now)?
         } else {
             round.generation
         };
-        let mut counts = Counts::default();
         let mut apply = Apply {
-            tx: &tx,
+            tx,
             run: self.run_id,
             now: &now,
             generation,
-            counts: &mut counts,
+            counts: &mut self.counts,
         };
         for object in &page.objects {
             apply.object(round.kind(), object)?;
@@ -358,22 +387,32 @@ impl Pass {
                     apply.reconcile(round.kind())?;
                 }
                 tx.set_delta_link(round.resource, link, &round.query, &now)?;
+                log::info!(
+                    "sync: {} round complete{}",
+                    round.resource,
+                    if round.full { " (reconciled)" } else { "" }
+                );
             }
         }
-        counts.pages = 1;
-        tx.commit()?;
-        // Only now is the page durable: the round's own state follows the database.
+        self.counts.pages += 1;
+        // The round's state follows the transaction; if it fails to commit, the pass fails.
         round.fresh = false;
         round.generation = generation;
-        add_counts(&mut self.counts, &counts);
-        if let Next::Done(_) = page.next {
-            log::info!(
-                "sync: {} round complete{}",
-                round.resource,
-                if round.full { " (reconciled)" } else { "" }
-            );
-        }
         Ok(())
+    }
+}
+
+/// Pages applied but not yet committed.
+struct Batch<'s> {
+    tx: Tx<'s>,
+    pages: usize,
+    started: Instant,
+}
+
+fn commit(batch: &mut Option<Batch<'_>>) -> Result<(), StoreError> {
+    match batch.take() {
+        Some(batch) => batch.tx.commit(),
+        None => Ok(()),
     }
 }
 
@@ -634,20 +673,6 @@ impl Apply<'_, '_> {
             (Kind::Group, _) => &mut c.groups_restored,
         }
     }
-}
-
-fn add_counts(total: &mut Counts, page: &Counts) {
-    total.users_created += page.users_created;
-    total.users_updated += page.users_updated;
-    total.users_deleted += page.users_deleted;
-    total.users_restored += page.users_restored;
-    total.groups_created += page.groups_created;
-    total.groups_updated += page.groups_updated;
-    total.groups_deleted += page.groups_deleted;
-    total.groups_restored += page.groups_restored;
-    total.members_added += page.members_added;
-    total.members_removed += page.members_removed;
-    total.pages += page.pages;
 }
 
 /// Merges a delta payload into stored attributes: absent = unchanged, null = cleared, a

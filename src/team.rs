@@ -3,8 +3,6 @@
 //! Recomputed from the database alone (no Graph) after a pass that changed users or
 //! memberships, and whenever the mapping changes. Every member added or removed is audited.
 
-use std::collections::HashSet;
-
 use serde_json::json;
 
 use crate::config::Mapping;
@@ -41,42 +39,13 @@ pub fn update(
     for problem in &problems {
         log::warn!("team: {problem}");
     }
-    let wanted = tx.team_candidates(&group_ids, mapping.nested, mapping.include_disabled)?;
-    let mut update = TeamUpdate {
+    let size = tx.fill_team_wanted(&group_ids, mapping.nested, mapping.include_disabled)?;
+    let update = TeamUpdate {
+        removed: tx.remove_unwanted_team_members(&mapping.team, run, &now)?,
+        added: tx.add_wanted_team_members(&mapping.team, run, &now)?,
+        size,
         problems,
-        size: wanted.len() as u64,
-        ..TeamUpdate::default()
     };
-    let mut present = HashSet::new();
-    for (team, user) in tx.team_rows()? {
-        // Rows of another team name are left from a renamed team: they go.
-        if team != mapping.team || !wanted.contains(&user) {
-            tx.remove_team_member(&team, &user)?;
-            tx.audit(
-                run,
-                &now,
-                "team",
-                &user,
-                "removed",
-                Some(&json!({ "team": team })),
-            )?;
-            update.removed += 1;
-        } else {
-            present.insert(user);
-        }
-    }
-    for user in wanted.difference(&present) {
-        tx.add_team_member(&mapping.team, user, &now)?;
-        tx.audit(
-            run,
-            &now,
-            "team",
-            user,
-            "added",
-            Some(&json!({ "team": mapping.team })),
-        )?;
-        update.added += 1;
-    }
     tx.set_meta(MAPPING_KEY, &fingerprint)?;
     tx.commit()?;
     if update.added + update.removed > 0 {

@@ -316,7 +316,13 @@ impl Sim {
 
     /// Starts a simulator serving `tenant` (e.g. `Tenant::synthetic(…)`).
     pub fn start_with(tenant: Tenant) -> Sim {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("sim: bind 127.0.0.1:0");
+        // TCP_NODELAY, inherited by accepted sockets on Linux: tiny_http writes a response's
+        // head and body separately, and Nagle's algorithm against the client's delayed ACK
+        // would add ~40 ms to every page, which no real Graph front end does.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("sim: bind 127.0.0.1:0");
+        nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true)
+            .expect("sim: TCP_NODELAY");
+        let server = tiny_http::Server::from_listener(listener, None).expect("sim: listen");
         let port = server
             .server_addr()
             .to_ip()
