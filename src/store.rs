@@ -961,7 +961,7 @@ mod tests {
 
     #[test]
     fn objects_round_trip_with_typed_columns() {
-        let (_dir, mut store) = temp_store();
+        let (_dir, store) = temp_store();
         let tx = store.transaction().unwrap();
         let attrs: Map<String, Value> = serde_json::from_str(
             r#"{"displayName":"Ada","userPrincipalName":"ada@x","accountEnabled":false,"mail":null}"#,
@@ -991,7 +991,7 @@ mod tests {
 
     #[test]
     fn dropped_transaction_rolls_back() {
-        let (_dir, mut store) = temp_store();
+        let (_dir, store) = temp_store();
         {
             let tx = store.transaction().unwrap();
             tx.add_member("g", "u", "user", 1, "t").unwrap();
@@ -1005,7 +1005,7 @@ mod tests {
 
     #[test]
     fn memberships_are_idempotent_and_swept_by_generation() {
-        let (_dir, mut store) = temp_store();
+        let (_dir, store) = temp_store();
         let tx = store.transaction().unwrap();
         assert!(tx.add_member("g", "u1", "user", 1, "t").unwrap());
         assert!(!tx.add_member("g", "u1", "user", 1, "t").unwrap());
@@ -1023,7 +1023,7 @@ mod tests {
 
     #[test]
     fn full_round_state_moves_generation_and_clears_links() {
-        let (_dir, mut store) = temp_store();
+        let (_dir, store) = temp_store();
         let tx = store.transaction().unwrap();
         assert_eq!(tx.start_full_round(Resource::Users, "q", "t").unwrap(), 1);
         tx.set_resume_link(Resource::Users, "next", true, "t")
