@@ -537,26 +537,28 @@ impl Tx<'_> {
             > 0)
     }
 
-    /// Removes every membership where `id` is the group or the member, returning the
-    /// (group, member, member_type) rows removed.
-    pub fn remove_memberships_of(&self, id: &str) -> Result<Vec<(String, String, String)>> {
+    /// Removes every membership where one of `ids` is the group or the member, returning
+    /// the (group, member, member_type) rows removed. One scan for all of them: callers
+    /// gather a page's purges.
+    pub fn remove_memberships_of(&self, ids: &[String]) -> Result<Vec<(String, String, String)>> {
+        const WHERE: &str = "group_id IN (SELECT value FROM json_each(?1))
+                             OR member_id IN (SELECT value FROM json_each(?1))";
+        let list = Value::from(ids.to_vec()).to_string();
         let mut select = self
             .tx
-            .prepare_cached(
-                "SELECT group_id, member_id, member_type FROM group_members
-                 WHERE group_id = ?1 OR member_id = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT group_id, member_id, member_type FROM group_members WHERE {WHERE}"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = select
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))?;
-        self.tx
-            .execute(
-                "DELETE FROM group_members WHERE group_id = ?1 OR member_id = ?1",
-                [id],
-            )
-            .map_err(|e| self.err(e))?;
+        if !rows.is_empty() {
+            self.tx
+                .execute(&format!("DELETE FROM group_members WHERE {WHERE}"), [&list])
+                .map_err(|e| self.err(e))?;
+        }
         Ok(rows)
     }
 
@@ -729,7 +731,8 @@ impl Tx<'_> {
     /// enabled unless `include_disabled`, and direct (or with `nested`, transitive) members
     /// of the live groups `group_ids`. `UNION` makes the recursion stop at groups already
     /// reached, so membership cycles terminate. Returns how many there are. The set stays in
-    /// SQLite, so memory does not grow with the team.
+    /// SQLite, so memory does not grow with the team. CROSS JOIN pins the join order: from
+    /// the few reached groups to their members, never a scan of every membership.
     pub fn fill_team_wanted(
         &self,
         group_ids: &[String],
@@ -757,8 +760,8 @@ impl Tx<'_> {
                      WHERE ?2
                  )
                  SELECT u.id FROM reached r
-                 JOIN group_members m ON m.group_id = r.id AND m.member_type = 'user'
-                 JOIN users u ON u.id = m.member_id
+                 CROSS JOIN group_members m ON m.group_id = r.id AND m.member_type = 'user'
+                 CROSS JOIN users u ON u.id = m.member_id
                  WHERE u.deleted_at IS NULL AND (?3 OR u.account_enabled IS NOT 0)",
                 params![ids, nested, include_disabled],
             )

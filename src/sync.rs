@@ -376,10 +376,12 @@ impl Pass {
             now: &now,
             generation,
             counts: &mut self.counts,
+            purged: Vec::new(),
         };
         for object in &page.objects {
             apply.object(round.kind(), object)?;
         }
+        apply.finish_page()?;
         match &page.next {
             Next::More(link) => tx.set_resume_link(round.resource, link, round.full, &now)?,
             Next::Done(link) => {
@@ -472,6 +474,8 @@ struct Apply<'a, 't> {
     now: &'a str,
     generation: i64,
     counts: &'a mut Counts,
+    /// Objects deleted permanently on this page, whose memberships go at its end.
+    purged: Vec<String>,
 }
 
 impl Apply<'_, '_> {
@@ -560,9 +564,19 @@ impl Apply<'_, '_> {
         // Soft-deleted objects keep their memberships, hidden by the tombstone, because
         // Graph will not report them again on restore (3.8). Permanent ones lose them.
         if removal == Removal::Permanent {
-            for (group, member, member_type) in self.tx.remove_memberships_of(id)? {
-                self.membership_removed(&group, &member, &member_type)?;
-            }
+            self.purged.push(id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Drops the memberships of the objects this page purged, in one scan.
+    fn finish_page(&mut self) -> Result<(), StoreError> {
+        if self.purged.is_empty() {
+            return Ok(());
+        }
+        let purged = std::mem::take(&mut self.purged);
+        for (group, member, member_type) in self.tx.remove_memberships_of(&purged)? {
+            self.membership_removed(&group, &member, &member_type)?;
         }
         Ok(())
     }
