@@ -797,25 +797,27 @@ impl Tx<'_> {
     /// Adds, with an audit row each, the users of `team_wanted` not yet in the team, then
     /// drops `team_wanted`. Returns how many were added.
     pub fn add_wanted_team_members(&self, team: &str, run: i64, now: &str) -> Result<u64> {
-        const MISSING: &str = "FROM temp.team_wanted w WHERE NOT EXISTS
-            (SELECT 1 FROM team_members t WHERE t.team = :team AND t.user_id = w.user_id)";
+        // Keep only the newcomers, so the two inserts below read them without a lookup.
         self.tx
             .execute(
-                &format!(
-                    "INSERT INTO audit_events (run_id, at, entity, entity_id, action, detail)
-                     SELECT :run, :now, 'team', w.user_id, 'added', json_object('team', :team)
-                     {MISSING}"
-                ),
+                "DELETE FROM temp.team_wanted
+                 WHERE user_id IN (SELECT user_id FROM team_members WHERE team = :team)",
+                named_params! { ":team": team },
+            )
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute(
+                "INSERT INTO audit_events (run_id, at, entity, entity_id, action, detail)
+                 SELECT :run, :now, 'team', user_id, 'added', json_object('team', :team)
+                 FROM temp.team_wanted",
                 named_params! { ":run": run, ":now": now, ":team": team },
             )
             .map_err(|e| self.err(e))?;
         let added = self
             .tx
             .execute(
-                &format!(
-                    "INSERT INTO team_members (team, user_id, added_at)
-                     SELECT :team, w.user_id, :now {MISSING}"
-                ),
+                "INSERT INTO team_members (team, user_id, added_at)
+                 SELECT :team, user_id, :now FROM temp.team_wanted",
                 named_params! { ":now": now, ":team": team },
             )
             .map_err(|e| self.err(e))?;
