@@ -26,6 +26,7 @@ use crate::watch::{self, Event};
 const KEEPALIVE: Duration = Duration::from_secs(24 * 60 * 60);
 /// File events come in bursts (write, rename, chmod); they are collected this long.
 const DEBOUNCE: Duration = Duration::from_millis(250);
+const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// The main loop wakes at least this often to beat the watchdog heartbeat.
 const TICK: Duration = Duration::from_secs(1);
 /// `meta` key of the daemon's state, read by `status`.
@@ -177,12 +178,17 @@ impl Daemon {
     }
 
     /// Swallows the rest of a burst of file events; a signal in the burst is handled after.
+    /// The burst ends after DEBOUNCE without a file event (each one restarts the wait), or
+    /// after DEBOUNCE_MAX at the latest, so a slow writer is not read half-way.
     fn debounce(&mut self) {
-        let deadline = Instant::now() + DEBOUNCE;
+        let started = Instant::now();
+        let mut quiet_until = started + DEBOUNCE;
         let mut other = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
             match self.events.recv_timeout(left) {
-                Ok(Event::FileChanged) => {}
+                Ok(Event::FileChanged) => {
+                    quiet_until = (Instant::now() + DEBOUNCE).min(started + DEBOUNCE_MAX);
+                }
                 Ok(event) => other.push(event),
                 Err(_) => break,
             }
