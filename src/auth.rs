@@ -352,8 +352,8 @@ fn advice_for(code: Option<u64>, error: &str, client_id: &str, url: &str) -> Str
              (global, usgov, usgov-dod or china)"
         }
         Some(1002012) | Some(70011) | Some(700022) => {
-            "the token scope was refused: it must be <graph_endpoint>/.default; check \
-             entra.graph_endpoint matches entra.cloud"
+            "the token scope (the Graph resource of entra.cloud, e.g. \
+             https://graph.microsoft.com/.default) was refused: check entra.cloud and entra.authority_host"
         }
         Some(500011) => {
             "the Graph resource was not found in this tenant: entra.graph_endpoint and \
@@ -367,8 +367,8 @@ fn advice_for(code: Option<u64>, error: &str, client_id: &str, url: &str) -> Str
         Some(50196) => "the token service detected a loop: too many token requests; this is a bug",
         _ => match error {
             "invalid_scope" => {
-                "the token scope was refused: it must be <graph_endpoint>/.default; check \
-                 entra.graph_endpoint matches entra.cloud"
+                "the token scope (the Graph resource of entra.cloud, e.g. \
+                 https://graph.microsoft.com/.default) was refused: check entra.cloud and entra.authority_host"
             }
             "unsupported_grant_type" => "the token endpoint does not accept client credentials",
             _ => "",

@@ -105,7 +105,12 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
 
 /// Client-side pieces for talking to Graph with `config`'s credentials.
 pub fn connect(config: &Config, shutdown: &Shutdown) -> Graph {
-    let agent = http::agent();
+    // Plain http is only accepted for loopback hosts (config checks it): a local test server
+    // or simulator is never reached through the machine's proxy.
+    let local = [&config.entra.graph_endpoint, &config.entra.authority_host]
+        .iter()
+        .all(|url| url.starts_with("http://"));
+    let agent = http::agent(!local);
     let auth = Arc::new(Auth::new(agent.clone(), &config.entra, shutdown.clone()));
     Graph::new(agent, auth, &config.entra.graph_endpoint, shutdown.clone())
 }

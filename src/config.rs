@@ -88,9 +88,11 @@ pub struct Entra {
 }
 
 impl Entra {
-    /// The OAuth scope for client credentials: `{graph_endpoint}/.default`.
+    /// The OAuth scope for client credentials: the cloud's Graph resource plus `/.default`
+    /// (e.g. `https://graph.microsoft.com/.default`). It names the token's audience, so it
+    /// stays the cloud's even when `graph_endpoint` points elsewhere (a proxy, a test server).
     pub fn scope(&self) -> String {
-        format!("{}/.default", self.graph_endpoint)
+        format!("{}/.default", self.cloud.graph_endpoint())
     }
 
     /// The token endpoint: `{authority_host}/{tenant_id}/oauth2/v2.0/token`.
@@ -1865,10 +1867,8 @@ mod tests {
             config.entra.graph_endpoint,
             "https://graph.example.test:8443"
         );
-        assert_eq!(
-            config.entra.scope(),
-            "https://graph.example.test:8443/.default"
-        );
+        // The token's audience stays the cloud's Graph resource.
+        assert_eq!(config.entra.scope(), "https://graph.microsoft.us/.default");
         assert_eq!(config.entra.graph_host(), "https://graph.example.test:8443");
         assert_eq!(
             config.entra.token_url(),

@@ -12,8 +12,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// The agent used for every request: explicit timeouts (ureq has none by default), statuses
 /// returned as responses so callers map them, no redirects (a redirect could carry the bearer
-/// token to another host), and the proxy from `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY`.
-pub fn agent() -> ureq::Agent {
+/// token to another host), and the proxy from `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY` unless
+/// `use_proxy` is false.
+pub fn agent(use_proxy: bool) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -22,7 +23,7 @@ pub fn agent() -> ureq::Agent {
         .timeout_send_request(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(100)))
         .timeout_recv_body(Some(Duration::from_secs(100)))
-        .proxy(ureq::Proxy::try_from_env())
+        .proxy(use_proxy.then(ureq::Proxy::try_from_env).flatten())
         .build()
         .into()
 }

@@ -285,13 +285,15 @@ fn token_endpoint_issues_tokens() {
     );
     assert_eq!(resp.status, 200, "{}", resp.body);
 
-    // The simulator's own URL stands in for the Graph resource in the scope.
+    // The simulator's own URL is not a Graph resource: Entra answers 500011.
     let scope = format!("{}/.default", sim.url());
     let form: Vec<_> = good_form()
         .into_iter()
         .map(|(k, v)| (k, if k == "scope" { scope.as_str() } else { v }))
         .collect();
-    assert_eq!(post_token(&sim, TENANT_ID, &form).status, 200);
+    let resp = post_token(&sim, TENANT_ID, &form);
+    assert_eq!(resp.status, 400);
+    assert!(resp.body.contains("500011"), "{}", resp.body);
 
     // Consent off: the token still comes, without roles.
     sim.settings().consent_users = false;

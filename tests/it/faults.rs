@@ -282,7 +282,13 @@ fn crash_mid_round_then_resume() {
 
     env.sim.clear_requests();
     env.sim.settings().page_latency = Duration::ZERO;
-    env.sync();
+    let out = env.sync();
+    // Resumed, not restarted: the stored link was still good and no full round began again.
+    assert!(
+        !stderr(&out).contains("round with reconciliation"),
+        "{}",
+        stderr(&out)
+    );
     let first = &env.graph_requests(Resource::Users)[0];
     assert!(
         first.path_and_query.contains("skiptoken="),

@@ -10,8 +10,8 @@ use super::http::{self, AAD_CONTENT_TYPE, Ctx, Incoming, Reply};
 use super::schema::ObjectType;
 use super::{CLIENT_ID, CLIENT_SECRET, Settings, TENANT_DOMAIN, TENANT_ID, TokenError};
 
-/// Graph resources a `/.default` scope may name (all national clouds share the path layout),
-/// besides the simulator's own URL, which stands in for the Graph host.
+/// Graph resources a `/.default` scope may name (all national clouds share the path layout).
+/// The simulator's own URL is not one of them, as Entra would not know it either.
 const GRAPH_RESOURCES: &[&str] = &[
     "https://graph.microsoft.com",
     "https://graph.microsoft.us",
@@ -326,8 +326,13 @@ fn check_scope(scope: Option<&str>, tenant: &str, graph_host: &str) -> Result<()
         [] => Err(missing("scope")),
         [one] => {
             let resource = one.trim_end_matches("/.default").trim_end_matches('/');
-            let mut known = GRAPH_RESOURCES.iter().copied().chain([graph_host]);
-            if known.any(|r| r.eq_ignore_ascii_case(resource)) {
+            // Like Entra, only a real Graph resource: the simulator's own URL is where Graph
+            // is reached, not a resource a token can be issued for.
+            let _ = graph_host;
+            if GRAPH_RESOURCES
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(resource))
+            {
                 return Ok(());
             }
             let text = format!(
