@@ -1,5 +1,6 @@
 //! One sync pass: a delta round for users and one for groups, fetched on two threads and
-//! applied by this thread, page by page, each page in one transaction with its resume link.
+//! applied by this thread, page by page, each page in a transaction with its resume link
+//! (pages share one only while more are already waiting).
 //!
 //! The rules of applying a page live here (merge, deletes, memberships, reconciliation); the
 //! SQL lives in `store` and the HTTP in `graph`. Memory stays bounded by the channel: a few
