@@ -223,13 +223,12 @@ impl Daemon {
         );
         self.state.last_pass_at = Some(store::now());
         match result {
-            Ok(report) => {
+            Ok(_) => {
                 self.state.last_pass_status = Some("succeeded".into());
                 self.state.last_error = None;
                 if self.repeated_failure.take().is_some() {
                     log::info!("daemon: sync works again");
                 }
-                let _ = report;
             }
             Err(SyncError::Stopped { .. }) => {
                 self.state.last_pass_status = Some("interrupted".into());

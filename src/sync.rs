@@ -205,9 +205,6 @@ impl Round {
             generation: state.generation,
             query: query.clone(),
         };
-        if full {
-            return Ok(round);
-        }
         if state.query.as_deref() != Some(query.as_str()) {
             if state.query.is_some() {
                 log::info!(
@@ -217,10 +214,15 @@ impl Round {
             }
             return Ok(round);
         }
-        if let Some(resume) = state.resume_link {
+        if let Some(resume) = state.resume_link.filter(|_| state.resume_full || !full) {
+            // A full round that was interrupted (a stop, a reload, a crash) is continued even
+            // when a full pass is asked for: it reconciles at its end all the same, and
+            // starting over on every interruption could never finish.
             round.url = resume;
             round.full = state.resume_full;
             round.fresh = false;
+        } else if full {
+            return Ok(round);
         } else if let Some(delta) = state.delta_link {
             round.url = delta;
             round.full = false;

@@ -357,3 +357,51 @@ fn committed_users(env: &TestEnv) -> i64 {
         .and_then(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get(0)))
         .unwrap_or(0)
 }
+
+/// An interrupted full pass is continued, not started over, by the next full pass: it
+/// reconciles at its end all the same, and restarting on every interruption never ends.
+#[test]
+fn interrupted_full_pass_is_continued_by_the_next() {
+    let env = TestEnv::new();
+    tenant(&env, 60);
+    env.sync();
+    env.sim.tenant().soft_delete_user(&u(60));
+    {
+        let mut s = env.sim.settings();
+        s.users_page_size = 5;
+        s.page_latency = Duration::from_millis(150);
+    }
+    let mut child = env.spawn(&["sync", "--full"]);
+    wait_for(
+        "a committed page of the full round",
+        Duration::from_secs(30),
+        || {
+            env.count("SELECT count(*) FROM sync_state WHERE resource = 'users' AND resume_link IS NOT NULL AND resume_full = 1") == 1
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    env.sim.clear_requests();
+    env.sim.settings().page_latency = Duration::ZERO;
+    let out = env.run(&["sync", "--full"]);
+    assert_success(&out);
+    let first = &env.graph_requests(Resource::Users)[0];
+    assert!(
+        first.path_and_query.contains("skiptoken="),
+        "started over: {}",
+        first.path_and_query
+    );
+    // The continued round still reconciled: the user deleted in between is tombstoned.
+    assert_eq!(
+        env.strings(&format!(
+            "SELECT deletion FROM users WHERE id = '{}'",
+            u(60)
+        )),
+        vec!["soft"]
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM users WHERE deleted_at IS NULL"),
+        59
+    );
+}
