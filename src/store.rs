@@ -349,6 +349,11 @@ pub struct Counts {
 impl Counts {
     /// True when users' state or memberships changed, so the team may have changed.
     pub fn touches_team(&self) -> bool {
+        self.team_inputs() > 0
+    }
+
+    /// Changes to users, groups and memberships so far: what the team is computed from.
+    pub fn team_inputs(&self) -> u64 {
         self.users_created
             + self.users_updated
             + self.users_deleted
@@ -359,7 +364,6 @@ impl Counts {
             + self.groups_restored
             + self.members_added
             + self.members_removed
-            > 0
     }
 }
 

@@ -368,6 +368,7 @@ impl Pass {
     /// Applies one page, and the link that follows it, to the open transaction.
     fn apply_page(&mut self, tx: &Tx<'_>, round: &mut Round, page: Page) -> Result<(), StoreError> {
         let now = store::now();
+        let inputs_before = self.counts.team_inputs();
         let generation = if round.fresh {
             tx.start_full_round(round.resource, &round.query, &now)?
         } else {
@@ -398,6 +399,9 @@ impl Pass {
                     if round.full { " (reconciled)" } else { "" }
                 );
             }
+        }
+        if self.counts.team_inputs() != inputs_before {
+            tx.set_meta(team::DIRTY_KEY, "1")?;
         }
         self.counts.pages += 1;
         // The round's state follows the transaction; if it fails to commit, the pass fails.

@@ -10,6 +10,10 @@ use crate::store::{self, Store, StoreError};
 
 /// The `meta` key holding the mapping the team was last computed for.
 const MAPPING_KEY: &str = "team_mapping";
+/// The `meta` key set ("1") in the same transaction as any change the team depends on, and
+/// cleared when the team is recomputed: a pass stopped or killed after such a change still
+/// leaves the team to be recomputed by the next one.
+pub const DIRTY_KEY: &str = "team_dirty";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TeamUpdate {
@@ -30,7 +34,8 @@ pub fn update(
     changed: bool,
 ) -> Result<TeamUpdate, StoreError> {
     let fingerprint = fingerprint(mapping);
-    if !changed && store.meta(MAPPING_KEY)?.as_deref() == Some(fingerprint.as_str()) {
+    let dirty = store.meta(DIRTY_KEY)?.as_deref() == Some("1");
+    if !changed && !dirty && store.meta(MAPPING_KEY)?.as_deref() == Some(fingerprint.as_str()) {
         return Ok(TeamUpdate::default());
     }
     let now = store::now();
@@ -47,6 +52,7 @@ pub fn update(
         problems,
     };
     tx.set_meta(MAPPING_KEY, &fingerprint)?;
+    tx.set_meta(DIRTY_KEY, "0")?;
     tx.commit()?;
     if update.added + update.removed > 0 {
         log::info!(

@@ -405,3 +405,40 @@ fn interrupted_full_pass_is_continued_by_the_next() {
         59
     );
 }
+
+/// A membership change committed by a pass that then died still reaches the team: the next
+/// pass recomputes it even when it brings no change of its own.
+#[test]
+fn team_catches_up_after_a_pass_dies_before_updating_it() {
+    let env = TestEnv::new();
+    tenant(&env, 60);
+    env.sync();
+    assert_eq!(env.team().len(), 10);
+    env.sim.tenant().add_member(&g(1), &u(20), MemberKind::User);
+    {
+        let mut s = env.sim.settings();
+        s.users_page_size = 5;
+        s.page_latency = Duration::from_millis(150);
+    }
+    let mut child = env.spawn(&["sync", "--full"]);
+    let new_link = format!(
+        "SELECT count(*) FROM group_members WHERE group_id = '{}' AND member_id = '{}'",
+        g(1),
+        u(20)
+    );
+    wait_for(
+        "the new membership to be committed",
+        Duration::from_secs(30),
+        || env.count(&new_link) == 1,
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !env.team().contains(&u(20)),
+        "the pass finished before the kill"
+    );
+
+    env.sim.settings().page_latency = Duration::ZERO;
+    env.run(&["sync", "--full"]);
+    assert!(env.team().contains(&u(20)), "{:?}", env.team());
+}
