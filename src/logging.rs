@@ -1,4 +1,5 @@
-//! Log output: env_logger's usual format on a terminal; under journald (`JOURNAL_STREAM`
+//! Log output: `[2026-11-26T08:00:00Z INFO  entra_sync::sync] message` on a terminal or in a
+//! file (env_logger's usual shape, with a UTC timestamp); under journald (`JOURNAL_STREAM`
 //! set) no timestamps, since journald adds its own, and a syslog priority prefix (`<3>`) on
 //! every line so `journalctl -p warning` works. `RUST_LOG` overrides the level.
 
@@ -18,6 +19,17 @@ pub fn init() {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder
             .format(|out, record| writeln!(out, "<{}>{}", priority(record.level()), record.args()));
+    } else {
+        builder.format(|out, record| {
+            writeln!(
+                out,
+                "[{} {:<5} {}] {}",
+                crate::store::now(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
     }
     builder.init();
 }
