@@ -8,7 +8,7 @@
 //! database size on disk, and two floors measured in the same run:
 //!
 //! * floor (a): the time to fetch and parse every page of the same rounds with the project's
-//!   own Graph client (`entra_sync::cli::connect`, `Graph::get_page`), users and groups on two
+//!   own Graph client (`Graph::connect`, `Graph::get_page`), users and groups on two
 //!   threads as the real pass does, and no database;
 //! * floor (b): the simulator's own time spent building the responses of the binary's run.
 //!
@@ -482,7 +482,7 @@ struct Fetched {
 fn floor_a(config: &Path, starts: Option<[String; 2]>) -> Fetched {
     let config = entra_sync::config::Config::load(config).unwrap_or_else(|e| panic!("{e}"));
     let shutdown = Shutdown::new();
-    let graph = entra_sync::cli::connect(&config, &shutdown);
+    let graph = entra_sync::graph::Graph::connect(&config, &shutdown);
     let starts = starts.unwrap_or_else(|| Resource::ALL.map(|r| r.initial_url(graph.endpoint())));
     let started = Instant::now();
     let handles: Vec<_> = Resource::ALL

@@ -5,17 +5,16 @@
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::auth::{self, Auth};
+use crate::auth;
 use crate::config::{self, Config, ConfigError};
 use crate::graph::{Graph, Resource};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
 use crate::sync::{self, PassOptions};
-use crate::{http, lock, status};
+use crate::{lock, status};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,18 +102,6 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// Client-side pieces for talking to Graph with `config`'s credentials.
-pub fn connect(config: &Config, shutdown: &Shutdown) -> Graph {
-    // Plain http is only accepted for loopback hosts (config checks it): a local test server
-    // or simulator is never reached through the machine's proxy.
-    let local = [&config.entra.graph_endpoint, &config.entra.authority_host]
-        .iter()
-        .all(|url| url.starts_with("http://"));
-    let agent = http::agent(!local);
-    let auth = Arc::new(Auth::new(agent.clone(), &config.entra, shutdown.clone()));
-    Graph::new(agent, auth, &config.entra.graph_endpoint, shutdown.clone())
-}
-
 fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {
     let config = load_config(path)?;
     if !config.sync.enabled {
@@ -130,7 +117,7 @@ fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {
     store.close_abandoned_runs(&store::now())?;
     let shutdown = Shutdown::new();
     stop_on_signals(&shutdown);
-    let graph = connect(&config, &shutdown);
+    let graph = Graph::connect(&config, &shutdown);
     let options = PassOptions {
         full,
         heartbeat: None,
@@ -191,7 +178,7 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
         },
     }
     let shutdown = Shutdown::new();
-    let graph = connect(&config, &shutdown);
+    let graph = Graph::connect(&config, &shutdown);
     match graph.auth().token() {
         Ok(token) => {
             let roles = token

@@ -102,11 +102,6 @@ impl Entra {
             self.authority_host, self.tenant_id
         )
     }
-
-    /// The Graph origin (`scheme://host[:port]`), e.g. to check that `@odata.nextLink`s stay on it.
-    pub fn graph_host(&self) -> &str {
-        &self.graph_endpoint
-    }
 }
 
 /// The national cloud the tenant lives in.
@@ -1869,7 +1864,6 @@ mod tests {
         );
         // The token's audience stays the cloud's Graph resource.
         assert_eq!(config.entra.scope(), "https://graph.microsoft.us/.default");
-        assert_eq!(config.entra.graph_host(), "https://graph.example.test:8443");
         assert_eq!(
             config.entra.token_url(),
             "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token"
@@ -2218,7 +2212,7 @@ mod tests {
             config.entra.token_url(),
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
         );
-        assert_eq!(config.entra.graph_host(), "https://graph.microsoft.com");
+        assert_eq!(config.entra.graph_endpoint, "https://graph.microsoft.com");
     }
 
     // ---- the client secret ----

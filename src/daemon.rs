@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CliError, connect, load_config};
+use crate::cli::{CliError, load_config};
 use crate::config::{Config, SecretSource};
 use crate::graph::Graph;
 use crate::lock::{self, DatabaseLock};
@@ -71,7 +71,7 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
     let heartbeat = Heartbeat::new();
     systemd::start_watchdog(heartbeat.clone());
 
-    let graph = connect(&config, &interrupt);
+    let graph = Graph::connect(&config, &interrupt);
     let mut daemon = Daemon {
         state: DaemonState {
             pid: std::process::id(),
@@ -246,7 +246,7 @@ impl Daemon {
                 // The next pass signs in afresh: a token keeps the roles it was issued with, so
                 // consent granted (or a secret renewed) in Entra after a failure would otherwise
                 // go unnoticed until the cached token expires, up to an hour later.
-                self.graph = connect(&self.config, &self.interrupt);
+                self.graph = Graph::connect(&self.config, &self.interrupt);
             }
         }
         // The interval counts from the end of a pass, so passes never stack up.
@@ -330,7 +330,7 @@ impl Daemon {
             // A fresh client drops the cached token; links of another tenant or endpoint
             // are not reused (sync::Round::plan compares them).
             log::info!("daemon: credentials or endpoints changed, signing in again");
-            self.graph = connect(&new, &self.interrupt);
+            self.graph = Graph::connect(&new, &self.interrupt);
         }
         let files = watched_files(&new);
         if files != self.watched {

@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::auth::{Auth, AuthError};
+use crate::config::Config;
 use crate::http::{self, Backoff};
 use crate::shutdown::Shutdown;
 
@@ -208,7 +209,6 @@ pub struct Graph {
     origin: Origin,
     endpoint: String,
     shutdown: Shutdown,
-    prefer_minimal: bool,
 }
 
 impl Graph {
@@ -228,8 +228,20 @@ impl Graph {
             }),
             endpoint: graph_endpoint.trim_end_matches('/').to_owned(),
             shutdown,
-            prefer_minimal: true,
         }
+    }
+
+    /// A client for `config`'s endpoints and credentials: one agent shared by sign-in and
+    /// Graph, and a fresh token cache.
+    pub fn connect(config: &Config, shutdown: &Shutdown) -> Graph {
+        // Plain http is only accepted for loopback hosts (config checks it): a local test
+        // server or simulator is never reached through the machine's proxy.
+        let local = [&config.entra.graph_endpoint, &config.entra.authority_host]
+            .iter()
+            .all(|url| url.starts_with("http://"));
+        let agent = http::agent(!local);
+        let auth = Arc::new(Auth::new(agent.clone(), &config.entra, shutdown.clone()));
+        Graph::new(agent, auth, &config.entra.graph_endpoint, shutdown.clone())
     }
 
     pub fn endpoint(&self) -> &str {
@@ -315,9 +327,7 @@ impl Graph {
             .header("Accept", "application/json")
             .header("client-request-id", &request_id);
         // Headers are not carried in links, so Prefer is sent on every page (3.3).
-        if self.prefer_minimal {
-            request = request.header("Prefer", "return=minimal");
-        }
+        request = request.header("Prefer", "return=minimal");
         let started = std::time::Instant::now();
         let response = match request.call() {
             Ok(response) => response,

@@ -157,10 +157,6 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -381,10 +377,6 @@ impl Tx<'_> {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         sqlite_error(&self.path, e)
-    }
-
-    pub fn connection(&self) -> &Connection {
-        &self.tx
     }
 
     pub fn object(&self, kind: Kind, id: &str) -> Result<Option<Stored>> {

@@ -45,8 +45,6 @@ pub struct PassReport {
     pub run_id: i64,
     pub kind: &'static str,
     pub counts: Counts,
-    /// Problems with the mapping (a group name matching none or several groups).
-    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +99,6 @@ pub fn run_pass(
         run_id,
         kind,
         counts: pass.counts.clone(),
-        warnings: Vec::new(),
     };
     if let Err(e) = outcome {
         finish(store, &report, "failed", Some(e.to_string()))?;
@@ -117,7 +114,6 @@ pub fn run_pass(
     let team = team::update(store, &config.mapping, run_id, report.counts.touches_team())?;
     report.counts.team_added = team.added;
     report.counts.team_removed = team.removed;
-    report.warnings = team.problems;
 
     if pass.failures.is_empty() {
         finish(store, &report, "succeeded", None)?;

@@ -20,13 +20,12 @@ pub struct TeamUpdate {
     pub added: u64,
     pub removed: u64,
     pub size: u64,
-    /// Mapped groups that matched no live group or several: reported, and skipped while
-    /// the other groups still apply.
-    pub problems: Vec<String>,
 }
 
-/// Recomputes the team if `changed` (users or memberships moved) or the mapping is not the
-/// one it was last computed for. Runs in one transaction, audited under `run`.
+/// Recomputes the team if `changed` (users or memberships moved), if an earlier pass left it
+/// dirty, or if the mapping is not the one it was last computed for. Runs in one
+/// transaction, audited under `run`. Mapped groups that match no live group or several are
+/// logged as warnings and skipped; the other groups still apply.
 pub fn update(
     store: &mut Store,
     mapping: &Mapping,
@@ -49,7 +48,6 @@ pub fn update(
         removed: tx.remove_unwanted_team_members(&mapping.team, run, &now)?,
         added: tx.add_wanted_team_members(&mapping.team, run, &now)?,
         size,
-        problems,
     };
     tx.set_meta(MAPPING_KEY, &fingerprint)?;
     tx.set_meta(DIRTY_KEY, "0")?;
