@@ -1,0 +1,332 @@
+//! The write transaction and the domain's operations on objects, memberships, audit and links.
+
+use super::*;
+
+/// One write transaction, with the domain's operations. Dropping it rolls back.
+pub struct Tx<'a> {
+    pub(super) tx: rusqlite::Transaction<'a>,
+    pub(super) path: PathBuf,
+}
+
+impl Tx<'_> {
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tx.commit().map_err(|e| sqlite_error(&path, e))
+    }
+
+    pub(super) fn err(&self, e: rusqlite::Error) -> StoreError {
+        sqlite_error(&self.path, e)
+    }
+
+    pub fn object(&self, kind: Kind, id: &str) -> Result<Option<Stored>> {
+        let sql = format!(
+            "SELECT attributes, deletion FROM {} WHERE id = ?1",
+            kind.table()
+        );
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let row = statement
+            .query_row([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|(attributes, deletion)| Stored {
+            attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+            deletion: match deletion.as_deref() {
+                Some("soft") => Some(Removal::Soft),
+                Some(_) => Some(Removal::Permanent),
+                None => None,
+            },
+        }))
+    }
+
+    /// Writes an object's merged attributes, clears any tombstone and stamps it as seen in
+    /// `generation`. `created` tells insert from update.
+    pub fn put_object(
+        &self,
+        kind: Kind,
+        id: &str,
+        attributes: &Map<String, Value>,
+        created: bool,
+        generation: i64,
+        now: &str,
+    ) -> Result<()> {
+        let columns = kind.columns();
+        let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+        let sql = if created {
+            let placeholders: Vec<String> =
+                (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
+            format!(
+                "INSERT INTO {} (id, attributes, seen_generation, created_at, updated_at, {})
+                 VALUES (?1, ?2, ?3, ?4, ?4, {})",
+                kind.table(),
+                names.join(", "),
+                placeholders.join(", ")
+            )
+        } else {
+            let sets: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{n} = ?{}", i + 5))
+                .collect();
+            format!(
+                "UPDATE {} SET attributes = ?2, seen_generation = ?3, updated_at = ?4,
+                    deleted_at = NULL, deletion = NULL, {} WHERE id = ?1",
+                kind.table(),
+                sets.join(", ")
+            )
+        };
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let attributes_text = serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned());
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            id.to_owned().into(),
+            attributes_text.into(),
+            generation.into(),
+            now.to_owned().into(),
+        ];
+        values.extend(
+            columns
+                .iter()
+                .map(|(_, prop)| sql_value(attributes.get(*prop))),
+        );
+        statement
+            .execute(rusqlite::params_from_iter(values))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Stamps an unchanged object as seen in this round's generation.
+    pub fn mark_seen(&self, kind: Kind, id: &str, generation: i64) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET seen_generation = ?2 WHERE id = ?1",
+            kind.table()
+        );
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        statement
+            .execute(params![id, generation])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn tombstone(&self, kind: Kind, id: &str, removal: Removal, now: &str) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET deleted_at = coalesce(deleted_at, ?2), deletion = ?3, updated_at = ?2
+             WHERE id = ?1",
+            kind.table()
+        );
+        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        statement
+            .execute(params![id, now, removal.as_str()])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Adds a direct membership, or stamps an existing one as seen. True when it is new.
+    pub fn add_member(
+        &self,
+        group: &str,
+        member: &str,
+        kind: &str,
+        generation: i64,
+        now: &str,
+    ) -> Result<bool> {
+        // Insert first: on the first pass, the one that moves millions of links, it is the
+        // only statement per link. A link that exists is stamped as seen instead.
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO group_members
+                    (group_id, member_id, member_type, added_at, seen_generation)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| self.err(e))?;
+        if insert
+            .execute(params![group, member, kind, now, generation])
+            .map_err(|e| self.err(e))?
+            > 0
+        {
+            return Ok(true);
+        }
+        let mut update = self
+            .tx
+            .prepare_cached(
+                "UPDATE group_members SET seen_generation = ?3, member_type = ?4
+                 WHERE group_id = ?1 AND member_id = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        update
+            .execute(params![group, member, generation, kind])
+            .map_err(|e| self.err(e))?;
+        Ok(false)
+    }
+
+    /// Removes a direct membership. True when there was one.
+    pub fn remove_member(&self, group: &str, member: &str) -> Result<bool> {
+        let mut statement = self
+            .tx
+            .prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2")
+            .map_err(|e| self.err(e))?;
+        Ok(statement
+            .execute(params![group, member])
+            .map_err(|e| self.err(e))?
+            > 0)
+    }
+
+    /// Removes every membership where one of `ids` is the group or the member, returning
+    /// the (group, member, member_type) rows removed. One scan for all of them: callers
+    /// gather a page's purges.
+    pub fn remove_memberships_of(&self, ids: &[String]) -> Result<Vec<(String, String, String)>> {
+        const WHERE: &str = "group_id IN (SELECT value FROM json_each(?1))
+                             OR member_id IN (SELECT value FROM json_each(?1))";
+        let list = Value::from(ids.to_vec()).to_string();
+        let mut select = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT group_id, member_id, member_type FROM group_members WHERE {WHERE}"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = select
+            .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        if !rows.is_empty() {
+            self.tx
+                .execute(&format!("DELETE FROM group_members WHERE {WHERE}"), [&list])
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(rows)
+    }
+
+    /// Live objects of `kind` not seen in `generation`: what a complete full round missed.
+    pub fn unseen_objects(&self, kind: Kind, generation: i64) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE seen_generation < ?1 AND deleted_at IS NULL",
+            kind.table()
+        );
+        let mut statement = self.tx.prepare(&sql).map_err(|e| self.err(e))?;
+        statement
+            .query_map([generation], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes the memberships a complete full groups round did not report, returning them.
+    pub fn sweep_memberships(&self, generation: i64) -> Result<Vec<(String, String, String)>> {
+        let mut select = self
+            .tx
+            .prepare(
+                "SELECT group_id, member_id, member_type FROM group_members
+                 WHERE seen_generation < ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = select
+            .query_map([generation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute(
+                "DELETE FROM group_members WHERE seen_generation < ?1",
+                [generation],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn audit(
+        &self,
+        run: i64,
+        now: &str,
+        entity: &str,
+        entity_id: &str,
+        action: &str,
+        detail: Option<&Value>,
+    ) -> Result<()> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO audit_events (run_id, at, entity, entity_id, action, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(|e| self.err(e))?;
+        statement
+            .execute(params![
+                run,
+                now,
+                entity,
+                entity_id,
+                action,
+                detail.map(Value::to_string)
+            ])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn sync_state(&self, resource: Resource) -> Result<SyncState> {
+        read_sync_state(&self.tx, resource).map_err(|e| self.err(e))
+    }
+
+    /// Starts a full round: forgets both links and moves to a new generation, returned.
+    pub fn start_full_round(&self, resource: Resource, query: &str, now: &str) -> Result<i64> {
+        self.tx
+            .execute(
+                "INSERT INTO sync_state (resource, query, generation, resume_full, updated_at)
+                 VALUES (?1, ?2, 1, 1, ?3)
+                 ON CONFLICT (resource) DO UPDATE SET delta_link = NULL, delta_link_at = NULL,
+                    resume_link = NULL, resume_full = 1, query = ?2,
+                    generation = generation + 1, updated_at = ?3",
+                params![resource.name(), query, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.sync_state(resource)?.generation)
+    }
+
+    /// Records where to resume after a committed page.
+    pub fn set_resume_link(
+        &self,
+        resource: Resource,
+        link: &str,
+        full: bool,
+        now: &str,
+    ) -> Result<()> {
+        self.tx
+            .execute(
+                "UPDATE sync_state SET resume_link = ?2, resume_full = ?3, updated_at = ?4
+                 WHERE resource = ?1",
+                params![resource.name(), link, full, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Completes a round: the new delta link replaces the old one and the resume link goes.
+    pub fn set_delta_link(
+        &self,
+        resource: Resource,
+        link: &str,
+        query: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO sync_state (resource, delta_link, delta_link_at, query, resume_link,
+                    resume_full, generation, updated_at)
+                 VALUES (?1, ?2, ?4, ?3, NULL, 0, 0, ?4)
+                 ON CONFLICT (resource) DO UPDATE SET delta_link = ?2, delta_link_at = ?4,
+                    query = ?3, resume_link = NULL, resume_full = 0, updated_at = ?4",
+                params![resource.name(), link, query, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
