@@ -1,0 +1,530 @@
+//! Building [`Config`] from the raw document: all value validation happens here.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::credential::resolve_secret;
+use super::error::{ConfigError, Ctx, ErrorKind, line_of};
+use super::schema::{RawConfig, RawMapping, RawSync, example_of};
+use super::values::{is_guid, parse_duration, parse_local_date, parse_origin, validate_tenant};
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Building Config from RawConfig: all value validation happens here
+// ---------------------------------------------------------------------------------------------
+
+pub(super) const CLIENT_HINT: &str = "copy the Application (client) ID from the app registration's Overview page in the Microsoft Entra admin center";
+
+pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+    let base_dir = config_dir(ctx.path);
+
+    // [entra]
+    let Some(entra) = raw.entra else {
+        return Err(ctx.error(
+            ErrorKind::Invalid,
+            None,
+            Some("entra.tenant_id"),
+            "required key is missing (there is no [entra] table); add an [entra] table with \
+             tenant_id = \"contoso.onmicrosoft.com\", client_id = \"11111111-2222-3333-4444-555555555555\" \
+             and a client secret (see config.example.toml)"
+                .to_owned(),
+        ));
+    };
+    let entra_span = entra.span();
+    let entra = entra.into_inner();
+
+    let tenant = required(
+        ctx,
+        entra.tenant_id.as_ref(),
+        &entra_span,
+        "entra",
+        "tenant_id",
+        "the Directory (tenant) ID or a verified domain",
+    )?;
+    let tenant_id = validate_tenant(tenant.get_ref())
+        .map_err(|m| ctx.invalid(tenant.span(), "entra.tenant_id", m))?;
+
+    let client = required(
+        ctx,
+        entra.client_id.as_ref(),
+        &entra_span,
+        "entra",
+        "client_id",
+        "the Application (client) ID",
+    )?;
+    let client_id = client.get_ref().clone();
+    if !is_guid(&client_id) {
+        return Err(ctx.invalid(
+            client.span(),
+            "entra.client_id",
+            format!("{client_id:?} is not a GUID; {CLIENT_HINT}"),
+        ));
+    }
+    if client_id.eq_ignore_ascii_case(&tenant_id) {
+        return Err(ctx.invalid(
+            client.span(),
+            "entra.client_id",
+            format!("{client_id:?} is the tenant ID, not the application's ID; {CLIENT_HINT}"),
+        ));
+    }
+
+    let cloud = match &entra.cloud {
+        None => Cloud::default(),
+        Some(value) => Cloud::from_name(value.get_ref()).ok_or_else(|| {
+            let valid = Cloud::ALL.map(Cloud::as_str).join(", ");
+            ctx.invalid(
+                value.span(),
+                "entra.cloud",
+                format!(
+                    "{:?} is not a known cloud; use one of {valid} (global unless the tenant is in a US Government or China cloud)",
+                    value.get_ref()
+                ),
+            )
+        })?,
+    };
+
+    let authority_host = match &entra.authority_host {
+        None => cloud.authority_host().to_owned(),
+        Some(value) => parse_origin(
+            value.get_ref(),
+            cloud.authority_host(),
+            " (the tenant goes in entra.tenant_id)",
+        )
+        .map_err(|m| ctx.invalid(value.span(), "entra.authority_host", m))?,
+    };
+    let graph_endpoint = match &entra.graph_endpoint {
+        None => cloud.graph_endpoint().to_owned(),
+        Some(value) => parse_origin(
+            value.get_ref(),
+            cloud.graph_endpoint(),
+            " (entra-sync adds the API version itself)",
+        )
+        .map_err(|m| ctx.invalid(value.span(), "entra.graph_endpoint", m))?,
+    };
+
+    let client_secret_expires = match &entra.client_secret_expires {
+        None => None,
+        Some(value) => Some(
+            parse_local_date(value.get_ref())
+                .map_err(|m| ctx.invalid(value.span(), "entra.client_secret_expires", m))?,
+        ),
+    };
+
+    let sync = build_sync(
+        ctx,
+        raw.sync.map(Spanned::into_inner).unwrap_or_default(),
+        &base_dir,
+    )?;
+    let mapping = build_mapping(
+        ctx,
+        raw.mapping.map(Spanned::into_inner).unwrap_or_default(),
+    )?;
+
+    // The secret last: it may read files.
+    let (secret, secret_source) =
+        resolve_secret(ctx, &entra, &entra_span, env, &base_dir, &mut warnings)?;
+
+    Ok(Config {
+        path: ctx.path.to_path_buf(),
+        entra: Entra {
+            tenant_id,
+            client_id,
+            secret,
+            secret_source,
+            client_secret_expires,
+            cloud,
+            authority_host,
+            graph_endpoint,
+        },
+        sync,
+        mapping,
+        warnings,
+    })
+}
+
+pub(super) fn build_sync(
+    ctx: &Ctx<'_>,
+    sync: RawSync,
+    base_dir: &Path,
+) -> Result<SyncSettings, ConfigError> {
+    let enabled = sync.enabled.as_ref().is_none_or(|v| *v.get_ref());
+    let interval = match &sync.interval {
+        None => DEFAULT_INTERVAL,
+        Some(value) => {
+            let d = parse_duration(value.get_ref())
+                .map_err(|m| ctx.invalid(value.span(), "sync.interval", m))?;
+            if d < MIN_INTERVAL {
+                return Err(ctx.invalid(
+                    value.span(),
+                    "sync.interval",
+                    format!(
+                        "{:?} is shorter than 1s; use at least \"1s\" (the default is \"5m\")",
+                        value.get_ref()
+                    ),
+                ));
+            }
+            d
+        }
+    };
+    let full_sync_interval = match &sync.full_sync_interval {
+        None => DEFAULT_FULL_SYNC_INTERVAL,
+        Some(value) => parse_duration(value.get_ref())
+            .map_err(|m| ctx.invalid(value.span(), "sync.full_sync_interval", m))?,
+    };
+    if full_sync_interval < interval {
+        return Err(match (&sync.full_sync_interval, &sync.interval) {
+            (Some(full), _) => ctx.invalid(
+                full.span(),
+                "sync.full_sync_interval",
+                format!(
+                    "{:?} is shorter than sync.interval ({}); make it at least as long as interval",
+                    full.get_ref(),
+                    humantime::format_duration(interval)
+                ),
+            ),
+            (None, value) => {
+                // `value` is never None here: the defaults are ordered, so interval was set.
+                let shown = value.as_ref().map_or_else(
+                    || humantime::format_duration(interval).to_string(),
+                    |v| format!("{:?}", v.get_ref()),
+                );
+                ctx.error(
+                    ErrorKind::Invalid,
+                    value.as_ref().map(Spanned::span),
+                    Some("sync.interval"),
+                    format!(
+                        "{shown} is longer than full_sync_interval (default \"7d\"); shorten interval or set full_sync_interval to at least that"
+                    ),
+                )
+            }
+        });
+    }
+    let database = match &sync.database {
+        None => PathBuf::from(DEFAULT_DATABASE),
+        Some(value) => {
+            let raw_path = value.get_ref();
+            if raw_path.trim().is_empty() {
+                return Err(ctx.invalid(
+                    value.span(),
+                    "sync.database",
+                    format!("is empty; give the SQLite file's path, or remove the key to use the default \"{DEFAULT_DATABASE}\""),
+                ));
+            }
+            if raw_path.ends_with('/') {
+                return Err(ctx.invalid(
+                    value.span(),
+                    "sync.database",
+                    format!("{raw_path:?} is a directory; give a file path such as \"{DEFAULT_DATABASE}\""),
+                ));
+            }
+            base_dir.join(raw_path)
+        }
+    };
+    Ok(SyncSettings {
+        enabled,
+        interval,
+        full_sync_interval,
+        database,
+    })
+}
+
+pub(super) fn build_mapping(ctx: &Ctx<'_>, mapping: RawMapping) -> Result<Mapping, ConfigError> {
+    let team = match &mapping.team {
+        None => DEFAULT_TEAM.to_owned(),
+        Some(value) if value.get_ref().trim().is_empty() => {
+            return Err(ctx.invalid(
+                value.span(),
+                "mapping.team",
+                format!("is empty; give the local team's name, or remove the key to use the default \"{DEFAULT_TEAM}\""),
+            ));
+        }
+        Some(value) => value.get_ref().clone(),
+    };
+    let mut groups: Vec<String> = Vec::new();
+    let mut seen: Vec<(String, &Spanned<String>)> = Vec::new();
+    for group in mapping.groups.iter().flat_map(|g| g.get_ref()) {
+        let name = group.get_ref();
+        if name.trim().is_empty() {
+            return Err(ctx.invalid(
+                group.span(),
+                "mapping.groups",
+                "contains an empty string; give each group's display name or object ID, or remove the empty entry".to_owned(),
+            ));
+        }
+        let folded = name.to_lowercase();
+        if let Some((_, first)) = seen.iter().find(|(f, _)| *f == folded) {
+            let first_line = line_of(ctx.text.as_bytes(), first.span().start);
+            return Err(ctx.invalid(
+                group.span(),
+                "mapping.groups",
+                format!(
+                    "{name:?} is listed twice (also on line {first_line} as {:?}; names and IDs are compared ignoring case); remove one of them",
+                    first.get_ref()
+                ),
+            ));
+        }
+        seen.push((folded, group));
+        groups.push(name.clone());
+    }
+    Ok(Mapping {
+        team,
+        groups,
+        nested: mapping.nested.as_ref().is_none_or(|v| *v.get_ref()),
+        include_disabled: mapping
+            .include_disabled
+            .as_ref()
+            .is_some_and(|v| *v.get_ref()),
+    })
+}
+
+pub(super) fn required<'v>(
+    ctx: &Ctx<'_>,
+    value: Option<&'v Spanned<String>>,
+    table_span: &Range<usize>,
+    table: &str,
+    key: &str,
+    what: &str,
+) -> Result<&'v Spanned<String>, ConfigError> {
+    value.ok_or_else(|| {
+        let dotted = format!("{table}.{key}");
+        let example = example_of(&dotted).unwrap_or_default();
+        ctx.error(
+            ErrorKind::Invalid,
+            Some(table_span.clone()),
+            Some(&dotted),
+            format!(
+                "required key is missing; add it to the [{table}] table, e.g. {example} ({what})"
+            ),
+        )
+    })
+}
+
+/// Directory that relative paths in the file are relative to.
+pub(super) fn config_dir(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match absolute.parent() {
+        Some(parent) => parent.to_path_buf(),
+        None => PathBuf::from("/"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap is fine in tests only
+mod tests {
+    use super::*;
+    use crate::config::test_support::*;
+
+    #[test]
+    fn missing_required_keys() {
+        check_errors(&[
+            (
+                "[entra]\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n",
+                "config: /etc/entra-sync/config.toml:1: entra.tenant_id: required key is missing; add it to the [entra] table, e.g. tenant_id = \"contoso.onmicrosoft.com\" (the Directory (tenant) ID or a verified domain)",
+            ),
+            (
+                "# comment\n\n[entra]\ntenant_id = \"contoso.onmicrosoft.com\"\n",
+                "config: /etc/entra-sync/config.toml:3: entra.client_id: required key is missing; add it to the [entra] table, e.g. client_id = \"11111111-2222-3333-4444-555555555555\" (the Application (client) ID)",
+            ),
+            (
+                "[sync]\nenabled = true\n",
+                "config: /etc/entra-sync/config.toml: entra.tenant_id: required key is missing (there is no [entra] table); add an [entra] table with tenant_id = \"contoso.onmicrosoft.com\", client_id = \"11111111-2222-3333-4444-555555555555\" and a client secret (see config.example.toml)",
+            ),
+            (
+                "",
+                "config: /etc/entra-sync/config.toml: entra.tenant_id: required key is missing (there is no [entra] table); add an [entra] table with tenant_id = \"contoso.onmicrosoft.com\", client_id = \"11111111-2222-3333-4444-555555555555\" and a client secret (see config.example.toml)",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn sync_rules() {
+        let hint = "write a duration like \"30s\", \"5m\", \"1h 30m\" or \"7d\"";
+        let config = ok(&with_head(
+            "[sync]\ninterval = \"1s\"\nfull_sync_interval = \"1s\"\nenabled = false\n",
+        ));
+        assert_eq!(config.sync.interval, Duration::from_secs(1));
+        assert_eq!(config.sync.full_sync_interval, Duration::from_secs(1));
+        assert!(!config.sync.enabled);
+        let config = ok(&with_head(
+            "[sync]\ninterval = \"1h 30m\"\nfull_sync_interval = \"2weeks\"\n",
+        ));
+        assert_eq!(config.sync.interval, Duration::from_secs(5400));
+        assert_eq!(
+            config.sync.full_sync_interval,
+            Duration::from_secs(14 * 86400)
+        );
+
+        check_errors(&[
+            (
+                &with_head("[sync]\ninterval = \"0s\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"0s\" is shorter than 1s; use at least \"1s\" (the default is \"5m\")"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"500ms\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"500ms\" is shorter than 1s; use at least \"1s\" (the default is \"5m\")"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"five minutes\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"five minutes\" is not a duration (expected number at 0); {hint}"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"5 parsecs\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"5 parsecs\" is not a duration (unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)); {hint}"
+                ),
+            ),
+            (
+                &with_head("[sync]\nfull_sync_interval = \"\"\n"),
+                &format!(
+                    "config: {P}:5: sync.full_sync_interval: \"\" is not a duration (value was empty); {hint}"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"1h\"\nfull_sync_interval = \"30m\"\n"),
+                &format!(
+                    "config: {P}:6: sync.full_sync_interval: \"30m\" is shorter than sync.interval (1h); make it at least as long as interval"
+                ),
+            ),
+            (
+                &with_head("[sync]\ninterval = \"8d\"\n"),
+                &format!(
+                    "config: {P}:5: sync.interval: \"8d\" is longer than full_sync_interval (default \"7d\"); shorten interval or set full_sync_interval to at least that"
+                ),
+            ),
+            (
+                &with_head("[sync]\ndatabase = \"\"\n"),
+                &format!(
+                    "config: {P}:5: sync.database: is empty; give the SQLite file's path, or remove the key to use the default \"/var/lib/entra-sync/entra-sync.db\""
+                ),
+            ),
+            (
+                &with_head("[sync]\ndatabase = \"/var/lib/entra-sync/\"\n"),
+                &format!(
+                    "config: {P}:5: sync.database: \"/var/lib/entra-sync/\" is a directory; give a file path such as \"/var/lib/entra-sync/entra-sync.db\""
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let config = ok(&with_head("[sync]\ndatabase = \"data/mirror.db\"\n"));
+        assert_eq!(
+            config.sync.database,
+            PathBuf::from("/etc/entra-sync/data/mirror.db")
+        );
+        let config = ok(&with_head("[sync]\ndatabase = \"/srv/mirror.db\"\n"));
+        assert_eq!(config.sync.database, PathBuf::from("/srv/mirror.db"));
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
+        let path = dir.path().join("config.toml");
+        let text = with_head("client_secret_file = \"secret\"\n");
+        let config = Config::parse(&text, &path, &Env::default()).unwrap();
+        assert_eq!(
+            config.entra.secret_source,
+            SecretSource::File(dir.path().join("secret"))
+        );
+        assert_eq!(config.entra.secret.expose(), SECRET);
+    }
+
+    #[test]
+    fn mapping_rules() {
+        let config = ok(&with_head(
+            "[mapping]\nteam = \"Staff\"\ngroups = [\"Engineering\", \"6f1b8c3e-0000-4000-8000-000000000001\"]\nnested = false\ninclude_disabled = true\n",
+        ));
+        assert_eq!(
+            config.mapping,
+            Mapping {
+                team: "Staff".to_owned(),
+                groups: vec![
+                    "Engineering".to_owned(),
+                    "6f1b8c3e-0000-4000-8000-000000000001".to_owned()
+                ],
+                nested: false,
+                include_disabled: true,
+            }
+        );
+        check_errors(&[
+            (
+                &with_head("[mapping]\nteam = \" \"\n"),
+                &format!(
+                    "config: {P}:5: mapping.team: is empty; give the local team's name, or remove the key to use the default \"Microsoft Entra ID Users\""
+                ),
+            ),
+            (
+                &with_head("[mapping]\ngroups = [\"Engineering\", \"\"]\n"),
+                &format!(
+                    "config: {P}:5: mapping.groups: contains an empty string; give each group's display name or object ID, or remove the empty entry"
+                ),
+            ),
+            (
+                &with_head(
+                    "[mapping]\ngroups = [\n  \"Engineering\",\n  \"Sales\",\n  \"ENGINEERING\",\n]\n",
+                ),
+                &format!(
+                    "config: {P}:8: mapping.groups: \"ENGINEERING\" is listed twice (also on line 6 as \"Engineering\"; names and IDs are compared ignoring case); remove one of them"
+                ),
+            ),
+            (
+                &with_head(
+                    "[mapping]\ngroups = [\"6F1B8C3E-0000-4000-8000-000000000001\", \"6f1b8c3e-0000-4000-8000-000000000001\"]\n",
+                ),
+                &format!(
+                    "config: {P}:5: mapping.groups: \"6f1b8c3e-0000-4000-8000-000000000001\" is listed twice (also on line 5 as \"6F1B8C3E-0000-4000-8000-000000000001\"; names and IDs are compared ignoring case); remove one of them"
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn defaults() {
+        let config = ok(HEAD);
+        assert_eq!(
+            config,
+            Config {
+                path: PathBuf::from(P),
+                entra: Entra {
+                    tenant_id: TENANT.to_owned(),
+                    client_id: CLIENT.to_owned(),
+                    secret: Secret::new(SECRET),
+                    secret_source: SecretSource::Env,
+                    client_secret_expires: None,
+                    cloud: Cloud::Global,
+                    authority_host: "https://login.microsoftonline.com".to_owned(),
+                    graph_endpoint: "https://graph.microsoft.com".to_owned(),
+                },
+                sync: SyncSettings {
+                    enabled: true,
+                    interval: Duration::from_secs(300),
+                    full_sync_interval: Duration::from_secs(7 * 86400),
+                    database: PathBuf::from("/var/lib/entra-sync/entra-sync.db"),
+                },
+                mapping: Mapping {
+                    team: "Microsoft Entra ID Users".to_owned(),
+                    groups: vec![],
+                    nested: true,
+                    include_disabled: false,
+                },
+                warnings: vec![],
+            }
+        );
+        // Empty tables are the same as absent ones.
+        assert_eq!(ok(&with_head("[sync]\n[mapping]\n")), config);
+        assert_eq!(config.entra.scope(), "https://graph.microsoft.com/.default");
+        assert_eq!(
+            config.entra.token_url(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(config.entra.graph_endpoint, "https://graph.microsoft.com");
+    }
+}
