@@ -1209,7 +1209,9 @@ fn large_synthetic_tenant_is_fast() {
     let started = Instant::now();
     let tenant = Tenant::synthetic(100_000, 10_000, 1_000_000, 5, 42);
     let built = started.elapsed();
-    assert!(built < Duration::from_secs(5), "built in {built:?}");
+    // A generous bound: it catches an accidental quadratic build, not a slow machine (2 cores
+    // shared by many builds). The speed figure itself belongs to the benchmark.
+    assert!(built < Duration::from_secs(60), "built in {built:?}");
     assert_eq!(tenant.user_ids().len(), 100_000);
     assert_eq!(tenant.group_ids().len(), 10_000);
     assert_eq!(tenant.link_count(), 1_000_000);
