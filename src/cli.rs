@@ -1,5 +1,5 @@
 //! The commands: `sync`, `check`, `status`. Each is a thin wrapper over the library, and
-//! this module picks the exit codes: 0 success, 1 failure, 78 configuration error.
+//! `exit` maps their errors to exit codes.
 
 // The commands' output is their product: printing to stdout is the point here.
 #![allow(clippy::print_stdout)]
@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::auth;
-use crate::config::{self, Config, ConfigError};
+use crate::config::{Config, load_config};
+use crate::exit::CliError;
 use crate::graph::{Graph, Resource};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
@@ -50,39 +51,6 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl CliError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Config(_) => config::EX_CONFIG as u8,
-            CliError::Failed(_) => 1,
-        }
-    }
-}
-
-/// Errors that end a command with exit status 1, by their message.
-macro_rules! failed_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for CliError {
-            fn from(e: $t) -> CliError { CliError::Failed(e.to_string()) }
-        }
-    )*};
-}
-failed_from!(
-    store::StoreError,
-    lock::LockError,
-    sync::SyncError,
-    auth::AuthError,
-    crate::graph::GraphError
-);
-
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let path = Config::resolve_path(cli.config);
     match cli.command {
@@ -91,15 +59,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check => check(&path),
         Command::Status { json } => status::show(&path, json),
     }
-}
-
-/// Loads the configuration and logs what the admin should fix but need not stop for.
-pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
-    let config = Config::load(path)?;
-    for warning in &config.warnings {
-        log::warn!("{warning}");
-    }
-    Ok(config)
 }
 
 fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {

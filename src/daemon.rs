@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CliError, load_config};
+use crate::config::load_config;
 use crate::config::{Config, SecretSource};
+use crate::exit::CliError;
 use crate::graph::Graph;
 use crate::lock::{self, DatabaseLock};
 use crate::shutdown::Shutdown;

@@ -4,13 +4,15 @@
 //! Modules in reading order: `config` (the TOML file), `auth` (client-credentials tokens),
 //! `graph` (HTTP to Microsoft Graph, typed delta pages; no SQL), `store` (SQLite; no HTTP),
 //! `sync` (a pass: rounds of delta pages applied to the store), `team` (the mapped team),
-//! `daemon` (the service loop), `cli` (the commands). `http`, `lock`, `logging`, `shutdown`,
+//! `daemon` (the service loop), `status` (the `status` report), `cli` (the commands), `exit`
+//! (how a command ends: its error and exit status). `http`, `lock`, `logging`, `shutdown`,
 //! `systemd` and `watch` are plumbing.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod exit;
 pub mod graph;
 pub mod status;
 pub mod store;

@@ -6,14 +6,14 @@
 
 use std::path::Path;
 
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use crate::cli::{CliError, load_config};
+use crate::config::load_config;
 use crate::daemon::{DaemonState, STATE_KEY};
+use crate::exit::CliError;
 use crate::graph::Resource;
 use crate::lock;
-use crate::store::Store;
+use crate::store::{Contents, Run, Store, StoreError};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -33,36 +33,12 @@ pub struct Status {
     pub runs: Vec<Run>,
 }
 
-#[derive(Debug, Serialize, Default)]
-pub struct Contents {
-    pub users: i64,
-    pub users_deleted: i64,
-    pub groups: i64,
-    pub groups_deleted: i64,
-    pub memberships: i64,
-    pub team_members: i64,
-}
-
 #[derive(Debug, Serialize)]
 pub struct ResourceState {
     pub resource: &'static str,
     pub delta_link_at: Option<String>,
     pub delta_link_age_seconds: Option<i64>,
     pub round_in_progress: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Run {
-    pub id: i64,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub kind: String,
-    pub status: String,
-    pub users_changed: i64,
-    pub groups_changed: i64,
-    pub memberships_changed: i64,
-    pub team_changed: i64,
-    pub error: Option<String>,
 }
 
 pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
@@ -84,7 +60,7 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
     };
     if config.sync.database.exists() {
         let store = Store::open_read_only(&config.sync.database)?;
-        read(&store, &mut status, &config.mapping.team, today).map_err(|e| store.err(e))?;
+        read(&store, &mut status, &config.mapping.team, today)?;
         let daemon = store
             .meta(STATE_KEY)
             .ok()
@@ -111,21 +87,8 @@ fn read(
     status: &mut Status,
     team: &str,
     now: time::OffsetDateTime,
-) -> rusqlite::Result<()> {
-    let conn = store.connection();
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
-    status.contents = Some(Contents {
-        users: count("SELECT count(*) FROM users WHERE deleted_at IS NULL")?,
-        users_deleted: count("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL")?,
-        groups: count("SELECT count(*) FROM groups WHERE deleted_at IS NULL")?,
-        groups_deleted: count("SELECT count(*) FROM groups WHERE deleted_at IS NOT NULL")?,
-        memberships: count("SELECT count(*) FROM group_members")?,
-        team_members: conn.query_row(
-            "SELECT count(*) FROM team_members WHERE team = ?1",
-            [team],
-            |r| r.get(0),
-        )?,
-    });
+) -> Result<(), StoreError> {
+    status.contents = Some(store.contents(team)?);
     for resource in Resource::ALL {
         let state = store.sync_state(resource).unwrap_or_default();
         let age = state
@@ -139,40 +102,8 @@ fn read(
             round_in_progress: state.resume_link.is_some(),
         });
     }
-    let mut statement = conn.prepare(
-        "SELECT id, started_at, finished_at, kind, status,
-                users_created + users_updated + users_deleted + users_restored,
-                groups_created + groups_updated + groups_deleted + groups_restored,
-                members_added + members_removed, team_added + team_removed, error
-         FROM sync_runs ORDER BY id DESC LIMIT 5",
-    )?;
-    status.runs = statement
-        .query_map([], |r| {
-            Ok(Run {
-                id: r.get(0)?,
-                started_at: r.get(1)?,
-                finished_at: r.get(2)?,
-                kind: r.get(3)?,
-                status: r.get(4)?,
-                users_changed: r.get(5)?,
-                groups_changed: r.get(6)?,
-                memberships_changed: r.get(7)?,
-                team_changed: r.get(8)?,
-                error: r.get(9)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    // The last error is only news while no later pass has succeeded.
-    status.last_error = conn
-        .query_row(
-            "SELECT error FROM sync_runs WHERE status = 'failed'
-               AND id > coalesce((SELECT max(id) FROM sync_runs WHERE status = 'succeeded'), 0)
-             ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
+    status.runs = store.recent_runs(5)?;
+    status.last_error = store.unresolved_error()?;
     Ok(())
 }
 

@@ -284,6 +284,16 @@ impl Config {
     }
 }
 
+/// Loads the configuration and logs what the admin should fix but need not stop for: what
+/// every command and every reload of the daemon calls.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
+    Ok(config)
+}
+
 /// The inline `client_secret`, if the text has one, for scrubbing error messages.
 fn inline_secret(text: &str) -> Option<String> {
     let (doc, _) = DeTable::parse_recoverable(text);

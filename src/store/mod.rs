@@ -157,10 +157,6 @@ impl Store {
         })
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     fn configure(&self) -> rusqlite::Result<()> {
         self.conn.busy_timeout(Duration::from_secs(10))?;
         // WAL lets auditors read while a pass writes; NORMAL is durable at every commit
@@ -363,8 +359,10 @@ impl Counts {
     }
 }
 
+mod status;
 mod team;
 mod tx;
+pub use status::{Contents, Run};
 pub use tx::Tx;
 
 fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<SyncState> {
