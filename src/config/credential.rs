@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::error::{ConfigError, Ctx, ErrorKind};
+use super::files;
 use super::schema::RawEntra;
 use super::values::is_guid;
 use super::{CREDENTIAL_NAME, Env, SECRET_ENV};
@@ -230,6 +231,14 @@ pub(super) fn resolve_secret(
         }
         Given::Env(secret) => (*secret).to_owned(),
         Given::File { path, span, shown } => {
+            files::check_trusted(path, "client_secret_file").map_err(|m| {
+                ctx.error(
+                    ErrorKind::Unsafe,
+                    Some(span.clone()),
+                    Some("entra.client_secret_file"),
+                    m,
+                )
+            })?;
             let value = read_secret_file(path, shown.as_deref()).map_err(|m| {
                 ctx.error(
                     ErrorKind::Secret,
@@ -238,17 +247,17 @@ pub(super) fn resolve_secret(
                     m,
                 )
             })?;
-            if let (Some(shown), Ok(meta)) = (shown, fs::metadata(path)) {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o007 != 0 {
-                    warnings.push(format!(
-                        "client_secret_file {shown} is accessible by other users (mode {mode:04o}); run: chmod 600 {shown}"
-                    ));
-                }
+            if let Some(shown) = shown
+                && let Some(warning) =
+                    files::readable_warning(path, &format!("client_secret_file {shown}"))
+            {
+                warnings.push(warning);
             }
             value
         }
         Given::Credential(path) => {
+            files::check_trusted(path, "systemd credential")
+                .map_err(|m| ctx.error(ErrorKind::Unsafe, None, None, m))?;
             let shown = format!("systemd credential {}", path.display());
             read_secret_file(path, Some(&shown))
                 .map_err(|m| ctx.error(ErrorKind::Secret, None, None, m))?
@@ -600,16 +609,19 @@ mod tests {
         // Secret file accessible by others: warning; by the group only: fine.
         let secret_path = dir.path().join("client-secret");
         let text = with_head("client_secret_file = \"client-secret\"\n");
-        write_mode(&secret_path, SECRET, 0o644);
-        let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
-        let s = secret_path.display();
-        assert_eq!(
-            config.warnings,
-            vec![format!(
-                "client_secret_file {s} is accessible by other users (mode 0644); run: chmod 600 {s}"
-            )]
-        );
-        write_mode(&secret_path, SECRET, 0o640);
+        // Issue 7 item 2: group read counts too (0o077).
+        for mode in [0o644, 0o640] {
+            write_mode(&secret_path, SECRET, mode);
+            let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
+            let s = secret_path.display();
+            assert_eq!(
+                config.warnings,
+                vec![format!(
+                    "client_secret_file {s} is readable by other users (mode {mode:04o}); run: chmod 600 {s}"
+                )]
+            );
+        }
+        write_mode(&secret_path, SECRET, 0o600);
         assert!(
             Config::parse(&text, &config_path, &Env::default())
                 .unwrap()

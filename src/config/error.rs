@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Invalid,
     /// No, several, or an unreadable client secret.
     Secret,
+    /// A config or credential file (or its directory) that another local user could change.
+    Unsafe,
 }
 
 /// A configuration problem. `Display` is one line:

@@ -19,6 +19,7 @@
 mod build;
 mod credential;
 mod error;
+mod files;
 mod schema;
 #[cfg(test)]
 mod test_support;
@@ -310,6 +311,9 @@ fn inline_secret(text: &str) -> Option<String> {
 
 fn parse_checked(text: &str, path: &Path, env: &Env) -> Result<Config, ConfigError> {
     let ctx = Ctx { path, text };
+    // Before anything in it is believed: the file says where the credential goes.
+    files::check_trusted(path, "the config file")
+        .map_err(|m| ctx.error(ErrorKind::Unsafe, None, None, m))?;
     let doc = DeTable::parse(text).map_err(|e| ctx.syntax_error(&e))?;
     check_shape(&ctx, doc.get_ref())?;
     let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
@@ -324,6 +328,7 @@ mod tests {
     use crate::config::schema::{SCHEMA, table_keys};
     use crate::config::test_support::*;
     use std::io;
+    use std::os::unix::fs::PermissionsExt;
 
     // ---- the example file ----
 
@@ -483,6 +488,56 @@ mod tests {
             format!(
                 "config: {m}:2: not valid TOML: string values must be quoted, expected literal string; fix the syntax on this line (see https://toml.io)"
             )
+        );
+    }
+
+    /// Issue 7 item 2: a config or secret file another local user could change is refused
+    /// on load (and so on every reload, which loads the same way).
+    #[test]
+    fn files_others_can_change_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let secret = dir.path().join("client-secret");
+        write_mode(&secret, SECRET, 0o600);
+        let text = with_head("client_secret_file = \"client-secret\"\n");
+        write_mode(&config, &text, 0o600);
+        assert!(Config::load(&config).is_ok());
+
+        write_mode(&config, &text, 0o666);
+        let error = Config::load(&config).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Unsafe);
+        let c = config.display();
+        assert!(
+            error.to_string().starts_with(&format!(
+                "config: {c}: the config file {c} is writable by group and others (mode 0666, owner "
+            )),
+            "{error}"
+        );
+        assert!(error.to_string().ends_with(&format!("run: chmod go-w {c}")));
+
+        write_mode(&config, &text, 0o600);
+        write_mode(&secret, SECRET, 0o620);
+        let error = Config::load(&config).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Unsafe);
+        assert_eq!(error.key.as_deref(), Some("entra.client_secret_file"));
+        assert!(
+            error.message.starts_with(&format!(
+                "client_secret_file {} is writable by its group (mode 0620",
+                secret.display()
+            )),
+            "{error}"
+        );
+        assert!(!error.to_string().contains(SECRET));
+
+        write_mode(&secret, SECRET, 0o600);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let error = Config::load(&config).unwrap_err();
+        assert!(
+            error.message.starts_with(&format!(
+                "the directory {} holding the config file {c} is writable by group and others (mode 0777",
+                dir.path().display()
+            )),
+            "{error}"
         );
     }
 
