@@ -15,7 +15,7 @@ use crate::graph::{Graph, Resource};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
 use crate::sync::{self, PassOptions};
-use crate::{lock, status};
+use crate::{lock, status, team};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -191,7 +191,8 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
 }
 
 /// Resolves every mapped group against the tenant by paging groups/delta for ids and names
-/// (counting matches only, so memory does not grow with the tenant).
+/// (keeping only the groups the mapping names, so memory does not grow with the tenant),
+/// with the pins the database holds, by the rules the team is computed with.
 fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
     if config.mapping.groups.is_empty() {
         report.warn(
@@ -200,13 +201,21 @@ fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
         );
         return;
     }
-    let wanted: Vec<String> = config
-        .mapping
-        .groups
-        .iter()
-        .map(|g| g.to_lowercase())
-        .collect();
-    let mut matches: Vec<Vec<String>> = vec![Vec::new(); wanted.len()];
+    let pins = match config.sync.database.exists() {
+        true => match Store::open_read_only(&config.sync.database)
+            .and_then(|store| store.mapping_view(&[], &[]))
+        {
+            Ok(view) => view.pins,
+            Err(e) => {
+                report.fail("mapping", format!("cannot read the pinned groups: {e}"));
+                return;
+            }
+        },
+        false => Vec::new(),
+    };
+    let (mut ids, names) = team::lookups(&config.mapping.groups);
+    ids.extend(pins.iter().map(|p| p.group_id.clone()));
+    let mut groups = Vec::new();
     let mut url = format!(
         "{}/v1.0/groups/delta?$select=id,displayName",
         config.entra.graph_endpoint
@@ -225,10 +234,12 @@ fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
                 .get("displayName")
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
-            for (i, entry) in wanted.iter().enumerate() {
-                if group.id.to_lowercase() == *entry || name.to_lowercase() == *entry {
-                    matches[i].push(format!("{name} ({})", group.id));
-                }
+            if ids.contains(&group.id.to_lowercase()) || names.contains(&name.to_lowercase()) {
+                groups.push(store::GroupRef {
+                    id: group.id.to_lowercase(),
+                    name: name.to_owned(),
+                    deleted: false,
+                });
             }
         }
         match page.next {
@@ -236,22 +247,31 @@ fn check_mapping(config: &Config, graph: &Graph, report: &mut CheckReport) {
             crate::graph::Next::Done(_) => break,
         }
     }
-    for (entry, found) in config.mapping.groups.iter().zip(matches) {
-        match found.len() {
-            1 => report.ok("mapping", format!("\"{entry}\" is {}", found[0])),
-            0 => report.fail(
+    let view = store::MappingView {
+        groups,
+        pins,
+        complete: false,
+    };
+    for entry in team::resolve(&config.mapping.groups, &view, "") {
+        if let team::Outcome::Group { group } = &entry.outcome {
+            let pinned = match (&entry.pin, crate::config::is_guid(&entry.entry)) {
+                (Some(pin), _) => format!("; pinned since {}", pin.pinned_at),
+                (None, true) => String::new(),
+                (None, false) => "; the next pass pins the entry to this group".to_owned(),
+            };
+            report.ok(
                 "mapping",
                 format!(
-                    "\"{entry}\" matches no group; check the display name or use the object id"
+                    "\"{}\" is {} ({}){pinned}",
+                    entry.entry, group.name, group.id
                 ),
-            ),
-            n => report.fail(
-                "mapping",
-                format!(
-                    "\"{entry}\" matches {n} groups: {}; use the object id",
-                    found.join(", ")
-                ),
-            ),
+            );
+        }
+        for note in entry.notes() {
+            report.warn("mapping", note);
+        }
+        if let Some(problem) = entry.problem() {
+            report.fail("mapping", problem);
         }
     }
 }

@@ -13,7 +13,8 @@ use crate::daemon::{DaemonState, STATE_KEY};
 use crate::exit::CliError;
 use crate::graph::Resource;
 use crate::lock;
-use crate::store::{Contents, Run, Store, StoreError};
+use crate::store::{Contents, GroupRef, Run, Store, StoreError};
+use crate::team;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -25,12 +26,44 @@ pub struct Status {
     pub secret_expires: Option<String>,
     pub secret_days_left: Option<i64>,
     pub team: String,
+    /// How each mapping.groups entry resolves (and what is wrong with it).
+    pub mapping: Vec<MappingEntry>,
     pub contents: Option<Contents>,
     pub resources: Vec<ResourceState>,
     pub last_error: Option<String>,
     /// What the running daemon last said it was doing (absent when none runs).
     pub daemon: Option<DaemonState>,
     pub runs: Vec<Run>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MappingEntry {
+    pub entry: String,
+    /// The live group whose members the entry brings in.
+    pub group: Option<GroupRef>,
+    /// The group a name entry is pinned to, and since when.
+    pub pinned_to: Option<String>,
+    pub pinned_at: Option<String>,
+    /// Why the entry brings no members, and what to do.
+    pub problem: Option<String>,
+    /// Renames and look-alikes of a pinned group.
+    pub notes: Vec<String>,
+}
+
+impl MappingEntry {
+    fn of(r: &team::Resolved) -> MappingEntry {
+        MappingEntry {
+            entry: r.entry.clone(),
+            group: match &r.outcome {
+                team::Outcome::Group { group } => Some(group.clone()),
+                _ => None,
+            },
+            pinned_to: r.pin.as_ref().map(|p| p.group_id.clone()),
+            pinned_at: r.pin.as_ref().map(|p| p.pinned_at.clone()),
+            problem: r.problem(),
+            notes: r.notes(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -52,6 +85,7 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
         secret_expires: config.entra.client_secret_expires.map(|d| d.to_string()),
         secret_days_left: config.secret_days_left(today.date()),
         team: config.mapping.team.clone(),
+        mapping: Vec::new(),
         contents: None,
         resources: Vec::new(),
         last_error: None,
@@ -61,6 +95,10 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
     if config.sync.database.exists() {
         let store = Store::open_read_only(&config.sync.database)?;
         read(&store, &mut status, &config.mapping.team, today)?;
+        status.mapping = team::describe(&store, &config.mapping)?
+            .iter()
+            .map(MappingEntry::of)
+            .collect();
         let daemon = store
             .meta(STATE_KEY)
             .ok()
@@ -162,6 +200,19 @@ fn print_text(s: &Status) {
         c.users, c.users_deleted, c.groups, c.groups_deleted, c.memberships
     );
     println!("team:      \"{}\": {} members", s.team, c.team_members);
+    for m in &s.mapping {
+        match (&m.group, &m.pinned_at) {
+            (Some(g), Some(at)) => println!(
+                "mapping:   \"{}\" is \"{}\" ({}), pinned since {at}",
+                m.entry, g.name, g.id
+            ),
+            (Some(g), None) => println!("mapping:   \"{}\" is \"{}\" ({})", m.entry, g.name, g.id),
+            (None, _) => {}
+        }
+        for line in m.problem.iter().chain(&m.notes) {
+            println!("mapping:   {line}");
+        }
+    }
     for r in &s.resources {
         let link = match (&r.delta_link_at, r.delta_link_age_seconds) {
             (Some(at), Some(age)) => format!("delta link from {at} ({} old)", human(age)),

@@ -36,6 +36,7 @@ use toml::de::DeTable;
 
 pub use credential::{Secret, SecretSource};
 pub use error::{ConfigError, ErrorKind};
+pub use values::is_guid;
 use error::{Ctx, line_of, read_error};
 use schema::{RawConfig, check_shape};
 

@@ -12,7 +12,8 @@ pub(super) const TENANT_HINT: &str = "use the Directory (tenant) ID from the app
 pub(super) const DURATION_HINT: &str =
     "write a duration like \"30s\", \"5m\", \"1h 30m\" or \"7d\"";
 
-pub(super) fn is_guid(s: &str) -> bool {
+/// An object id as Entra writes it: 8-4-4-4-12 hex digits, either case.
+pub fn is_guid(s: &str) -> bool {
     let bytes = s.as_bytes();
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, b)| match i {

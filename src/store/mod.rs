@@ -15,10 +15,10 @@ use serde_json::{Map, Value};
 use crate::graph::{Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -363,6 +363,7 @@ mod status;
 mod team;
 mod tx;
 pub use status::{Contents, Run};
+pub use team::{GroupRef, MappingView, Pin};
 pub use tx::Tx;
 
 fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<SyncState> {

@@ -1,35 +1,74 @@
-//! Team queries: the mapped team is derived from `groups`, `group_members` and `users`.
+//! Team queries: the mapped team is derived from `groups`, `group_members` and `users`, and
+//! the mapping's pins (`mapping_pins`).
 
 use super::*;
 
+/// A group as the mapping sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupRef {
+    pub id: String,
+    pub name: String,
+    pub deleted: bool,
+}
+
+/// A `mapping.groups` name pinned to the group it resolved to (`mapping_pins`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pin {
+    /// The entry, lower-cased (entries compare ignoring case).
+    pub entry: String,
+    pub group_id: String,
+    /// The group's display name when it was pinned.
+    pub group_name: String,
+    pub pinned_at: String,
+}
+
+/// What resolving a mapping needs from the database, read in one go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingView {
+    /// Every group whose id is one of the ids asked for or pinned, or whose display name
+    /// is one of the names asked for (ignoring case), deleted ones included.
+    pub groups: Vec<GroupRef>,
+    pub pins: Vec<Pin>,
+    /// The groups have been read completely at least once (a delta link is stored): only
+    /// then may a name be pinned, so a partly read tenant never pins a look-alike.
+    pub complete: bool,
+}
+
+impl Store {
+    /// The mapping's view of the database: see [`MappingView`]. `names` are lower-cased.
+    pub fn mapping_view(&self, ids: &[String], names: &[String]) -> Result<MappingView> {
+        read_mapping_view(&self.conn, ids, names).map_err(|e| self.err(e))
+    }
+}
+
 impl Tx<'_> {
-    /// (id, display_name, deleted) of every group whose id or display name is `entry`,
-    /// ignoring case (`lower()` in SQLite folds ASCII only, so names are compared in Rust).
-    pub fn groups_matching(&self, entry: &str) -> Result<Vec<(String, String, bool)>> {
-        let wanted = entry.to_lowercase();
-        let mut statement = self
+    pub fn mapping_view(&self, ids: &[String], names: &[String]) -> Result<MappingView> {
+        read_mapping_view(&self.tx, ids, names).map_err(|e| self.err(e))
+    }
+
+    /// Makes `pins` the whole of `mapping_pins`: pins of entries gone from the mapping go.
+    pub fn replace_pins(&self, pins: &[Pin]) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM mapping_pins", [])
+            .map_err(|e| self.err(e))?;
+        let mut insert = self
             .tx
             .prepare_cached(
-                "SELECT id, coalesce(display_name, ''), deleted_at IS NOT NULL FROM groups",
+                "INSERT INTO mapping_pins (entry, group_id, group_name, pinned_at)
+                 VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(|e| self.err(e))?;
-        let rows = statement
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut found = Vec::new();
-        for row in rows {
-            let (id, name, deleted) = row.map_err(|e| self.err(e))?;
-            if id.to_lowercase() == wanted || name.to_lowercase() == wanted {
-                found.push((id, name, deleted));
-            }
+        for pin in pins {
+            insert
+                .execute(params![
+                    pin.entry,
+                    pin.group_id,
+                    pin.group_name,
+                    pin.pinned_at
+                ])
+                .map_err(|e| self.err(e))?;
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Fills the temporary table `team_wanted` with the users who belong in the team: live,
@@ -131,4 +170,73 @@ impl Tx<'_> {
             .map_err(|e| self.err(e))?;
         Ok(added as u64)
     }
+}
+
+fn read_mapping_view(
+    conn: &Connection,
+    ids: &[String],
+    names: &[String],
+) -> rusqlite::Result<MappingView> {
+    // A reader (`status`) may open a database not yet migrated to version 2: no pins then.
+    let has_pins: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'mapping_pins'",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut statement = conn.prepare_cached(match has_pins {
+        true => "SELECT entry, group_id, group_name, pinned_at FROM mapping_pins ORDER BY entry",
+        false => "SELECT '', '', '', '' WHERE 0",
+    })?;
+    let pins: Vec<Pin> = statement
+        .query_map([], |r| {
+            Ok(Pin {
+                entry: r.get(0)?,
+                group_id: r.get(1)?,
+                group_name: r.get(2)?,
+                pinned_at: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let group = |r: &rusqlite::Row<'_>| {
+        Ok(GroupRef {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            deleted: r.get(2)?,
+        })
+    };
+    let mut wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wanted.extend(pins.iter().map(|p| p.group_id.as_str()));
+    let mut groups: Vec<GroupRef> = conn
+        .prepare_cached(
+            "SELECT g.id, coalesce(g.display_name, ''), g.deleted_at IS NOT NULL
+             FROM json_each(?1) j JOIN groups g ON g.id = j.value",
+        )?
+        .query_map([Value::from(wanted).to_string()], group)?
+        .collect::<rusqlite::Result<_>>()?;
+    if !names.is_empty() {
+        // `lower()` in SQLite folds ASCII only, so names are compared in Rust; one scan of
+        // id and name for all the names.
+        let mut statement = conn.prepare_cached(
+            "SELECT id, coalesce(display_name, ''), deleted_at IS NOT NULL FROM groups",
+        )?;
+        for row in statement.query_map([], group)? {
+            let row = row?;
+            if names.contains(&row.name.to_lowercase()) && !groups.contains(&row) {
+                groups.push(row);
+            }
+        }
+    }
+    let complete = conn
+        .query_row(
+            "SELECT delta_link IS NOT NULL FROM sync_state WHERE resource = 'groups'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(false);
+    Ok(MappingView {
+        groups,
+        pins,
+        complete,
+    })
 }

@@ -12,4 +12,5 @@ mod support;
 mod commands;
 mod daemon;
 mod faults;
+mod pinning;
 mod sync;
