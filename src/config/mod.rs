@@ -36,9 +36,9 @@ use toml::de::DeTable;
 
 pub use credential::{Secret, SecretSource};
 pub use error::{ConfigError, ErrorKind};
-pub use values::is_guid;
 use error::{Ctx, line_of, read_error};
 use schema::{RawConfig, check_shape};
+pub use values::is_guid;
 
 /// Where the configuration lives unless `--config` or `$ENTRA_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/entra-sync/config.toml";
