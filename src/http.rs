@@ -4,6 +4,8 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, SystemTime};
 
+use crate::origin::Origin;
+
 /// Largest body accepted from the token endpoint or Graph. A delta page is a few hundred KiB
 /// at most; this only stops a broken proxy from filling memory.
 const BODY_LIMIT: u64 = 64 * 1024 * 1024;
@@ -26,6 +28,13 @@ pub fn agent(use_proxy: bool) -> ureq::Agent {
         .proxy(use_proxy.then(ureq::Proxy::try_from_env).flatten())
         .build()
         .into()
+}
+
+/// Whether requests to `endpoint` go through the proxy from the environment: never for a
+/// loopback endpoint (a local test server or simulator, the only hosts plain http is allowed
+/// for), whatever `NO_PROXY` says.
+pub fn use_proxy_for(endpoint: &str) -> bool {
+    !Origin::parse(endpoint).is_ok_and(|origin| origin.is_loopback())
 }
 
 /// A fresh `client-request-id` (graph-protocol.md 5.4: one per request, retries included).
@@ -66,6 +75,34 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
             .unwrap_or(Duration::ZERO)
             .min(MAX_RETRY_AFTER),
     )
+}
+
+/// Longest piece of server text (an error message, a code, a header) quoted in a log line or
+/// an error; Graph's and Entra's real messages are well under this.
+pub const SERVER_TEXT_MAX: usize = 300;
+
+/// Text a server sent, made safe to quote in a log line or an error message (and so in
+/// `sync_runs.error`): control characters, newlines included, and the Unicode line separators
+/// and direction overrides are escaped (`\n`, `\u{1b}`), so the text can neither start a forged
+/// journald line (`\n<3>...`) nor reorder what the operator reads; and it is cut to
+/// [`SERVER_TEXT_MAX`] characters, saying how much was left off.
+pub fn server_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(SERVER_TEXT_MAX + 32));
+    for (shown, c) in text.chars().enumerate() {
+        if shown == SERVER_TEXT_MAX {
+            let rest = text.chars().count() - shown;
+            out.push_str(&format!("... ({rest} more characters)"));
+            break;
+        }
+        let unsafe_char = c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if unsafe_char {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Exponential backoff with jitter for failures that carry no `Retry-After`: about 1 s, 2 s,
@@ -123,6 +160,35 @@ mod tests {
         assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("-1", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn server_text_cannot_forge_log_lines() {
+        let forged = server_text("denied\n<3>entra-sync: team emptied\r\n\u{1b}[2J\u{2028}x");
+        assert_eq!(
+            forged,
+            "denied\\n<3>entra-sync: team emptied\\r\\n\\u{1b}[2J\\u{2028}x"
+        );
+        assert!(!forged.contains(['\n', '\r', '\u{1b}', '\u{2028}']));
+        assert_eq!(
+            server_text("Insufficient privileges."),
+            "Insufficient privileges."
+        );
+        assert_eq!(server_text("tab\there"), "tab\\there");
+    }
+
+    #[test]
+    fn server_text_is_capped() {
+        let long = "é".repeat(SERVER_TEXT_MAX + 50);
+        let shown = server_text(&long);
+        assert!(shown.starts_with(&"é".repeat(SERVER_TEXT_MAX)));
+        assert!(shown.ends_with("... (50 more characters)"), "{shown}");
+        assert_eq!(
+            server_text(&"a".repeat(SERVER_TEXT_MAX)),
+            "a".repeat(SERVER_TEXT_MAX)
+        );
+        // A megabyte of newlines costs a bounded line, not a megabyte of escapes.
+        assert!(server_text(&"\n".repeat(1 << 20)).len() < 4 * SERVER_TEXT_MAX);
     }
 
     #[test]
