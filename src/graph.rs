@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::http::{self, Backoff};
+use crate::origin::Origin;
 use crate::shutdown::Shutdown;
 
 /// Attempts on one page request before the pass gives up (and keeps its resume link).
@@ -180,6 +181,14 @@ pub enum GraphError {
         origin: String,
         expected: String,
     },
+    /// A 200 response whose body is not a usable delta page (not JSON, no `value`, a wrong
+    /// type, past a limit). Not transient: asking again gets the same bytes, so it is not
+    /// retried; the round stops and keeps its resume link.
+    #[error(
+        "graph: {resource}: Graph sent a page that cannot be used ({detail}); nothing of it \
+         was applied, and the round stops here and resumes from the same link on the next pass"
+    )]
+    UnusablePage { resource: Resource, detail: String },
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("graph: stopped")]
@@ -199,6 +208,11 @@ impl GraphError {
     pub fn is_delta_state_lost(&self) -> bool {
         matches!(self, GraphError::DeltaStateLost { .. })
     }
+
+    /// True when Graph answered with a page that does not parse (never retried).
+    pub fn is_unusable_page(&self) -> bool {
+        matches!(self, GraphError::UnusablePage { .. })
+    }
 }
 
 /// A Graph client for one endpoint and one set of credentials. Cheap to clone.
@@ -206,7 +220,8 @@ impl GraphError {
 pub struct Graph {
     agent: ureq::Agent,
     auth: Arc<Auth>,
-    origin: Origin,
+    /// `None` when the endpoint has no origin (config refuses that): then every link is refused.
+    origin: Option<Origin>,
     endpoint: String,
     shutdown: Shutdown,
 }
@@ -221,27 +236,20 @@ impl Graph {
         Graph {
             agent,
             auth,
-            origin: Origin::parse(graph_endpoint).unwrap_or_else(|| Origin {
-                scheme: String::new(),
-                host: graph_endpoint.to_owned(),
-                port: 0,
-            }),
+            origin: Origin::parse(graph_endpoint).ok(),
             endpoint: graph_endpoint.trim_end_matches('/').to_owned(),
             shutdown,
         }
     }
 
-    /// A client for `config`'s endpoints and credentials: one agent shared by sign-in and
-    /// Graph, and a fresh token cache.
+    /// A client for `config`'s endpoints and credentials, with a fresh token cache. Sign-in and
+    /// Graph get an agent each, so a loopback endpoint bypasses the proxy whichever the other is.
     pub fn connect(config: &Config, shutdown: &Shutdown) -> Graph {
-        // Plain http is only accepted for loopback hosts (config checks it): a local test
-        // server or simulator is never reached through the machine's proxy.
-        let local = [&config.entra.graph_endpoint, &config.entra.authority_host]
-            .iter()
-            .all(|url| url.starts_with("http://"));
-        let agent = http::agent(!local);
-        let auth = Arc::new(Auth::new(agent.clone(), &config.entra, shutdown.clone()));
-        Graph::new(agent, auth, &config.entra.graph_endpoint, shutdown.clone())
+        let entra = &config.entra;
+        let auth_agent = http::agent(http::use_proxy_for(&entra.authority_host));
+        let auth = Arc::new(Auth::new(auth_agent, entra, shutdown.clone()));
+        let graph_agent = http::agent(http::use_proxy_for(&entra.graph_endpoint));
+        Graph::new(graph_agent, auth, &entra.graph_endpoint, shutdown.clone())
     }
 
     pub fn endpoint(&self) -> &str {
@@ -334,7 +342,7 @@ impl Graph {
             Err(e) => {
                 return Attempt::Retry {
                     after: None,
-                    last: format!("request failed: {e}"),
+                    last: format!("request failed: {}", http::server_text(&e.to_string())),
                 };
             }
         };
@@ -352,17 +360,20 @@ impl Graph {
             Err(e) => {
                 return Attempt::Retry {
                     after: None,
-                    last: format!("HTTP {status}, body unreadable: {e}"),
+                    last: format!(
+                        "HTTP {status}, body unreadable: {}",
+                        http::server_text(&e.to_string())
+                    ),
                 };
             }
         };
         if status == 200 {
             return match parse_page(&body) {
                 Ok(page) => Attempt::Page(page),
-                Err(e) => Attempt::Retry {
-                    after: None,
-                    last: format!("unusable page ({e}), nothing of it applied"),
-                },
+                Err(e) => Attempt::Fatal(GraphError::UnusablePage {
+                    resource,
+                    detail: http::server_text(&e),
+                }),
             };
         }
         let error = GraphErrorBody::parse(&body);
@@ -370,13 +381,16 @@ impl Graph {
     }
 
     fn check_origin(&self, resource: Resource, url: &str) -> Result<(), GraphError> {
-        match Origin::parse(url) {
-            Some(origin) if origin == self.origin => Ok(()),
-            other => Err(GraphError::ForeignLink {
+        let origin = Origin::parse(url);
+        match (&origin, &self.origin) {
+            (Ok(origin), Some(expected)) if origin == expected => Ok(()),
+            _ => Err(GraphError::ForeignLink {
                 resource,
-                origin: other
-                    .map_or_else(|| "an unparseable address".to_owned(), |o| o.to_string()),
-                expected: self.origin.to_string(),
+                origin: match origin {
+                    Ok(origin) => http::server_text(&origin.to_string()),
+                    Err(why) => format!("an address that {why}"),
+                },
+                expected: self.endpoint.clone(),
             }),
         }
     }
@@ -480,35 +494,38 @@ impl GraphErrorBody {
             message: Option<String>,
         }
         match serde_json::from_slice::<Outer>(body) {
+            // Server text: escaped and capped here, before it can reach a log line or an error.
             Ok(Outer { error: Some(inner) }) => GraphErrorBody {
-                code: inner.code.unwrap_or_default(),
-                message: inner.message.unwrap_or_default(),
+                code: http::server_text(&inner.code.unwrap_or_default()),
+                message: http::server_text(&inner.message.unwrap_or_default()),
             },
             _ => GraphErrorBody::default(),
         }
     }
 }
 
+/// A response header for the logs, as [`http::server_text`].
 fn header(headers: &ureq::http::HeaderMap, name: &str) -> String {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
+    http::server_text(
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )
 }
 
 /// The path of a link without its query: the query holds state tokens, which stay out of
-/// messages.
+/// messages. A link comes from the server, so the path is shown as [`http::server_text`].
 fn path_of(url: &str) -> String {
     let without_query = url.split('?').next().unwrap_or(url);
-    match without_query.find("://") {
+    let path = match without_query.find("://") {
         Some(i) => {
             let rest = &without_query[i + 3..];
-            rest.find('/')
-                .map_or("/".to_owned(), |j| rest[j..].to_owned())
+            rest.find('/').map_or("/", |j| &rest[j..])
         }
-        None => without_query.to_owned(),
-    }
+        None => without_query,
+    };
+    http::server_text(path)
 }
 
 /// A link for the logs: its path plus a short hash of the whole link, never the token.
@@ -517,58 +534,6 @@ pub fn describe_link(url: &str) -> String {
     let mut hasher = DefaultHasher::new();
     url.hash(&mut hasher);
     format!("{} #{:08x}", path_of(url), hasher.finish() as u32)
-}
-
-/// scheme, host and port of a URL; the unit the bearer token is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    scheme: String,
-    host: String,
-    port: u16,
-}
-
-impl Origin {
-    fn parse(url: &str) -> Option<Origin> {
-        let (scheme, rest) = url.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        let authority = rest.split(['/', '?', '#']).next()?;
-        if authority.contains('@') {
-            return None;
-        }
-        let default_port = match scheme.as_str() {
-            "https" => 443,
-            "http" => 80,
-            _ => return None,
-        };
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed.split_once(']')?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().ok()?,
-                None if after.is_empty() => default_port,
-                None => return None,
-            };
-            (format!("[{host}]"), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((host, port)) => (host.to_owned(), port.parse().ok()?),
-                None => (authority.to_owned(), default_port),
-            }
-        };
-        if host.is_empty() {
-            return None;
-        }
-        Some(Origin {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
-    }
 }
 
 /// Parses a delta page. Exactly one of nextLink and deltaLink must be present.
@@ -756,30 +721,6 @@ mod tests {
             parse_page(br#"{"@odata.nextLink":"a","value":[{"displayName":"no id"}]}"#).is_err()
         );
         assert!(parse_page(br#"<html>gateway</html>"#).is_err());
-    }
-
-    #[test]
-    fn origins_compare_scheme_host_and_port() {
-        let o = |s| Origin::parse(s).unwrap();
-        assert_eq!(
-            o("https://graph.microsoft.com/v1.0/x?$a=b"),
-            o("https://GRAPH.microsoft.com:443")
-        );
-        assert_ne!(
-            o("https://graph.microsoft.com"),
-            o("http://graph.microsoft.com")
-        );
-        assert_ne!(
-            o("http://127.0.0.1:8080/v1.0"),
-            o("http://127.0.0.1:8081/v1.0")
-        );
-        assert_ne!(
-            o("https://graph.microsoft.com"),
-            o("https://graph.microsoft.com.evil.example")
-        );
-        assert!(Origin::parse("https://user@graph.microsoft.com/").is_none());
-        assert!(Origin::parse("ftp://graph.microsoft.com/").is_none());
-        assert_eq!(o("http://[::1]:99/a").port, 99);
     }
 
     #[test]

@@ -132,8 +132,6 @@ fn transient_errors_without_retry_after_back_off() {
             },
         );
     }
-    env.sim.push_fault(Resource::Groups, Fault::Malformed);
-    env.sim.push_fault(Resource::Groups, Fault::Truncated);
     env.sync();
     let users = env.graph_requests(Resource::Users);
     assert!(users.len() >= 3);
@@ -143,6 +141,34 @@ fn transient_errors_without_retry_after_back_off() {
     );
     assert_eq!(env.count("SELECT count(*) FROM users"), 3);
     assert_eq!(env.memberships().len(), 3);
+}
+
+/// A 200 whose body does not parse is not transient (issue 7 item 8): asking again gets the
+/// same bytes. It is asked for once, the pass fails at once naming it, nothing of it is applied,
+/// and the next pass resumes.
+#[test]
+fn unusable_page_is_not_retried() {
+    for fault in [Fault::Malformed, Fault::Truncated] {
+        let env = TestEnv::new();
+        tenant(&env, 3);
+        env.sim.push_fault(Resource::Groups, fault.clone());
+        let out = env.run(&["sync"]);
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Graph sent a page that cannot be used"),
+            "{fault:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("retrying"),
+            "{fault:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(env.graph_requests(Resource::Groups).len(), 1, "{fault:?}");
+        assert_eq!(env.memberships().len(), 0, "{fault:?}");
+        env.sync();
+        assert_eq!(env.memberships().len(), 3, "{fault:?}");
+    }
 }
 
 #[test]
@@ -228,23 +254,38 @@ fn missing_consent_names_the_permission_per_resource() {
 
 #[test]
 fn foreign_next_link_is_refused_without_a_request() {
-    let env = TestEnv::new();
-    tenant(&env, 10);
     let elsewhere = Sim::start();
+    // Another port; and our own port under another scheme, or another name for the address.
+    let others: [fn(&str, &str) -> String; 3] = [
+        |_, elsewhere| elsewhere.to_owned(),
+        |ours, _| ours.replace("http://", "https://"),
+        |ours, _| ours.replace("127.0.0.1", "localhost"),
+    ];
+    for other in others {
+        let env = TestEnv::new();
+        let foreign = other(&env.sim.url(), &elsewhere.url());
+        assert_ne!(foreign, env.sim.url());
+        foreign_link_is_refused(&env, &elsewhere, &foreign);
+    }
+}
+
+fn foreign_link_is_refused(env: &TestEnv, elsewhere: &Sim, foreign: &str) {
+    tenant(env, 10);
     env.sim.settings().users_page_size = 4;
     env.sim
-        .push_fault(Resource::Users, Fault::ForeignNextLink(elsewhere.url()));
+        .push_fault(Resource::Users, Fault::ForeignNextLink(foreign.to_owned()));
     let out = env.run(&["sync"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(1), "{foreign}");
     assert!(
         stderr(&out).contains("refused to follow a link"),
-        "{}",
+        "{foreign}: {}",
         stderr(&out)
     );
     assert!(
         elsewhere.requests().is_empty(),
-        "a request went to the foreign host"
+        "a request went to the foreign host {foreign}"
     );
+    assert_eq!(env.graph_requests(Resource::Users).len(), 1, "{foreign}");
     // The round kept its place before the bad link: the stored resume link is still ours.
     let resume: Option<String> = env
         .db()
@@ -443,4 +484,162 @@ fn team_catches_up_after_a_pass_dies_before_updating_it() {
     env.sim.settings().page_latency = Duration::ZERO;
     env.run(&["sync", "--full"]);
     assert!(env.team().contains(&u(20)), "{:?}", env.team());
+}
+
+/// The first line of every connection made to a stand-in proxy on loopback.
+fn recording_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = BufReader::new(stream).read_line(&mut line);
+            seen.lock().unwrap().push(line);
+        }
+    });
+    (url, lines)
+}
+
+/// Issue 7 item 5: a loopback endpoint never goes through the proxy, also when the other
+/// endpoint is remote and does (before, one agent served both, proxied unless both were local).
+#[test]
+fn loopback_endpoint_bypasses_the_proxy_whichever_it_is() {
+    let env = TestEnv::new();
+    tenant(&env, 1);
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    let remote = config.replace(
+        &format!("graph_endpoint = \"{}\"", env.sim.url()),
+        "graph_endpoint = \"https://graph.example.test\"",
+    );
+    assert_ne!(config, remote);
+    std::fs::write(&env.config, remote).unwrap();
+    let (proxy, lines) = recording_proxy();
+    let mut child = env
+        .command(&["sync"])
+        .env_remove("NO_PROXY")
+        .env("HTTPS_PROXY", &proxy)
+        .env("HTTP_PROXY", &proxy)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the Graph request at the proxy",
+        Duration::from_secs(30),
+        || {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("graph.example.test"))
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let sim_port = env.sim.url().rsplit(':').next().unwrap().to_owned();
+    let through_proxy = lines.lock().unwrap().clone();
+    assert!(
+        through_proxy.iter().all(|l| !l.contains(&sim_port)),
+        "the loopback token endpoint was reached through the proxy: {through_proxy:?}"
+    );
+    assert!(
+        env.sim
+            .requests()
+            .iter()
+            .any(|r| r.resource == Resource::Token),
+        "no token request reached the token endpoint directly"
+    );
+}
+
+/// Issue 7 item 5: no RUST_LOG setting shows the HTTP stack's debug output, which can carry
+/// request lines and bodies (the token request holds the client secret).
+#[test]
+fn rust_log_never_opens_the_http_stacks_debug_output() {
+    let env = TestEnv::new();
+    tenant(&env, 2);
+    for filter in [
+        "trace",
+        "entra_sync=debug,ureq=trace,ureq_proto=trace",
+        "entra_sync=debug,ureq::run=debug,ureq::unversioned=trace,ureq_proto::client=trace,rustls=trace",
+    ] {
+        let out = env
+            .command(&["sync"])
+            .env("RUST_LOG", filter)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let text = stderr(&out);
+        let leaked: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                ["DEBUG ureq", "TRACE ureq", "DEBUG rustls", "TRACE rustls"]
+                    .iter()
+                    .any(|p| l.contains(p))
+            })
+            .map(|l| &l[..l.len().min(200)])
+            .collect();
+        assert!(leaked.is_empty(), "RUST_LOG={filter}: {leaked:?}");
+        assert!(
+            stderr(&out).contains("DEBUG entra_sync"),
+            "RUST_LOG={filter}"
+        );
+    }
+}
+
+/// Issue 7 item 4: Graph's error text is escaped and capped before it reaches the log or
+/// `sync_runs.error`: a message with newlines and `<N>` prefixes cannot forge a journald entry.
+#[test]
+fn server_error_text_cannot_forge_log_lines() {
+    let env = TestEnv::new();
+    tenant(&env, 2);
+    let forged = "Invalid request.\n<3>entra-sync: team emptied by admin\r\n<6>ok\u{1b}[2K";
+    let body = serde_json::json!({"error": {
+        "code": "Request_BadRequest\n<2>forged code",
+        "message": format!("{forged}{}", "x".repeat(100_000)),
+    }});
+    env.sim.push_fault(
+        Resource::Users,
+        Fault::Body {
+            status: 400,
+            body: body.to_string().into_bytes(),
+        },
+    );
+    let out = env
+        .command(&["sync"])
+        .env("JOURNAL_STREAM", "8:1234")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let log = stderr(&out);
+    // Under journald every line the daemon writes starts with its own priority prefix; the
+    // forged lines would start with `<3>entra-sync` and `<6>ok`.
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("<3>entra-sync: team") && !line.starts_with("<6>ok"),
+            "forged line: {line}"
+        );
+        assert!(line.len() < 4000, "uncapped line of {} bytes", line.len());
+        assert!(!line.contains('\u{1b}'), "escape sequence in {line}");
+    }
+    assert!(
+        log.contains(r"Invalid request.\n<3>entra-sync: team emptied by admin\r\n<6>ok"),
+        "{log}"
+    );
+    let errors = env.strings("SELECT error FROM sync_runs WHERE error IS NOT NULL");
+    assert!(!errors.is_empty());
+    for error in errors {
+        assert!(!error.contains(['\n', '\r', '\u{1b}']), "{error:?}");
+        assert!(
+            error.len() < 4000,
+            "uncapped error of {} bytes",
+            error.len()
+        );
+        assert!(
+            error.contains("Request_BadRequest\\n<2>forged code"),
+            "{error}"
+        );
+    }
 }

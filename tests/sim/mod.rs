@@ -83,6 +83,9 @@ pub enum Fault {
     SyncStateNotFound,
     /// 200 with a body that is not JSON.
     Malformed,
+    /// Answer with this status and exactly this body (Graph's or AAD's content type): error
+    /// messages and pages that no real tenant sends.
+    Body { status: u16, body: Vec<u8> },
     /// 200 with the real JSON body cut in half (Content-Length matches what is sent). The page
     /// is built normally, so retrying the same link works.
     Truncated,
@@ -521,6 +524,12 @@ fn route(
             code,
         }) => {
             return status_fault(ctx, resource, *status, retry_after.as_deref(), code);
+        }
+        Some(Fault::Body { status, body }) => {
+            return match resource {
+                Resource::Token => Reply::new(*status, http::AAD_CONTENT_TYPE, body.clone()),
+                _ => Reply::graph(ctx, *status, body.clone()),
+            };
         }
         Some(Fault::Malformed) => {
             let body =
