@@ -30,6 +30,8 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// The main loop wakes at least this often to beat the watchdog heartbeat.
 const TICK: Duration = Duration::from_secs(1);
+/// How often a due pass looks whether the stopped pass's fetchers have ended.
+const FETCHERS_POLL: Duration = Duration::from_millis(100);
 /// `meta` key of the daemon's state, read by `status`.
 pub const STATE_KEY: &str = "daemon";
 
@@ -89,6 +91,8 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
         sender,
         heartbeat,
         next_pass: Instant::now(),
+        previous_pass: None,
+        wait_logged: false,
         repeated_failure: None,
         _watcher: watcher,
         _lock: lock,
@@ -113,6 +117,9 @@ struct Daemon {
     sender: mpsc::Sender<Event>,
     heartbeat: Heartbeat,
     next_pass: Instant,
+    /// The stop flag of the last pass, while fetch threads of it may still run.
+    previous_pass: Option<Shutdown>,
+    wait_logged: bool,
     state: DaemonState,
     watched: Vec<PathBuf>,
     /// The last failure (its [`failure_key`]) and how often it repeated, to log it in full
@@ -137,9 +144,13 @@ impl Daemon {
             }
             // Pending events go first, so a reload that paused a pass is applied before the
             // pass resumes.
-            let due = self.config.sync.enabled && Instant::now() >= self.next_pass;
+            let scheduled = self.config.sync.enabled && Instant::now() >= self.next_pass;
+            let fetching = scheduled && self.previous_pass_fetching();
+            let due = scheduled && !fetching;
             let wait = if due {
                 Duration::ZERO
+            } else if fetching {
+                FETCHERS_POLL
             } else if self.config.sync.enabled {
                 self.next_pass
                     .saturating_duration_since(Instant::now())
@@ -211,17 +222,19 @@ impl Daemon {
             full,
             heartbeat: Some(self.heartbeat.clone()),
         };
+        // The interrupt is lowered only here, once no fetcher of an earlier pass runs (the
+        // main loop waits for them), so none of them sees it lowered and carries on with the
+        // old configuration and token. Each pass gets its own flag, raised with the
+        // interrupt and when the pass returns.
         self.interrupt.reset();
         if self.shutdown.is_requested() {
             self.interrupt.request(); // a SIGTERM that came just before the reset
         }
-        let result = sync::run_pass(
-            &self.config,
-            &mut self.store,
-            &self.graph,
-            options,
-            &self.interrupt,
-        );
+        let stop = self.interrupt.child();
+        let result = sync::run_pass(&self.config, &mut self.store, &self.graph, options, &stop);
+        // A fetcher the writer left behind (a stop, a failed page) makes no further request.
+        stop.request();
+        self.previous_pass = Some(stop);
         self.state.last_pass_at = Some(store::now());
         match result {
             Ok(_) => {
@@ -254,6 +267,28 @@ impl Daemon {
         self.next_pass = Instant::now() + self.config.sync.interval.min(KEEPALIVE);
         self.publish("idle");
         systemd::status(&self.status_line());
+    }
+
+    /// True while a fetch thread of the last pass still runs (in a slow request, which ends
+    /// at the latest with the HTTP timeouts): the next pass waits for it, so reloads never
+    /// pile up fetchers.
+    fn previous_pass_fetching(&mut self) -> bool {
+        let Some(previous) = &self.previous_pass else {
+            return false;
+        };
+        let running = previous.working();
+        if running == 0 {
+            self.previous_pass = None;
+            self.wait_logged = false;
+            return false;
+        }
+        if !self.wait_logged {
+            self.wait_logged = true;
+            log::info!(
+                "daemon: the next pass waits for {running} request(s) of the stopped pass to end"
+            );
+        }
+        true
     }
 
     /// Logs a failure in full the first time, briefly while it repeats.

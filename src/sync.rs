@@ -277,10 +277,16 @@ impl Pass {
                 round.resource.initial_url(graph.endpoint()),
             );
             // Detached on purpose: on a stop the writer returns at once and a fetcher stuck
-            // in a slow request ends with its timeout, its page never applied.
+            // in a slow request ends with its timeout, its page never applied. It stays
+            // enlisted under the pass's stop flag until it ends, so the daemon starts no new
+            // pass while it lives (`Shutdown::working`).
+            let working = shutdown.enlist();
             thread::Builder::new()
                 .name(format!("fetch-{resource}"))
-                .spawn(move || fetch_round(&graph, resource, url, initial, &sender, &stop))
+                .spawn(move || {
+                    let _working = working;
+                    fetch_round(&graph, resource, url, initial, &sender, &stop)
+                })
                 .map_err(|e| StoreError::Create {
                     path: "fetch thread".into(),
                     source: e,

@@ -987,3 +987,105 @@ fn pausing_during_a_pass_stops_it_and_resumes_later() {
     );
     assert_eq!(committed(&env, "SELECT count(*) FROM users"), 200);
 }
+
+/// Names of the process's threads (`/proc/<pid>/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+/// Issue 7.9: every SIGHUP stops the pass while its fetchers wait on a slow Graph; the next
+/// pass starts only once they have ended, so six reloads never leave more than one pass's
+/// two fetch threads, and the other threads stay those of the first pass (plus ureq's
+/// short-lived DNS threads, at most one per fetcher).
+#[test]
+fn reloads_against_a_slow_graph_leave_no_extra_fetch_threads() {
+    let env = TestEnv::new();
+    tenant(&env);
+    {
+        let mut t = env.sim.tenant();
+        for n in 4..=40 {
+            t.add_user(&u(n), user_props(&format!("User {n}")));
+        }
+        let mut s = env.sim.settings();
+        s.users_page_size = 2;
+        s.page_latency = Duration::from_millis(1500);
+    }
+    set_interval(&env, "1h");
+    let mut d = Daemon::start(&env);
+    let fetchers = |d: &Daemon| {
+        thread_names(d.pid())
+            .iter()
+            .filter(|n| n.starts_with("fetch-"))
+            .count()
+    };
+    d.until("the first pass's two fetch threads", SLOW, |d| {
+        fetchers(d) == 2
+    });
+    let others = thread_names(d.pid()).len().saturating_sub(2);
+    for hup in 0..6 {
+        d.signal("HUP");
+        let until = Instant::now() + Duration::from_millis(if hup == 5 { 4000 } else { 500 });
+        while Instant::now() < until {
+            let names = thread_names(d.pid());
+            let all = names.len();
+            let fetching = names.iter().filter(|n| n.starts_with("fetch-")).count();
+            assert!(
+                fetching <= 2 && all - fetching <= others + 2,
+                "after SIGHUP {}: {fetching} fetch threads, {all} threads (first pass: {others} \
+                 besides its fetchers): \
+                 {names:?}; log:\n{}",
+                hup + 1,
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(d.count("pass paused for a reload") >= 2, "{}", d.log());
+    // Graph recovers: a pass runs to the end and leaves no fetch thread behind.
+    env.sim.settings().page_latency = Duration::ZERO;
+    d.passes(1, SLOW);
+    d.until("no fetch thread after the pass", SOON, |d| fetchers(d) == 0);
+    assert_eq!(committed(&env, "SELECT count(*) FROM users"), 40);
+}
+
+/// `Key=value` settings of a unit file in `systemd/`, in order.
+fn unit_settings(name: &str) -> Vec<(String, String)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("systemd")
+        .join(name);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Issue 7.3 and 7.9: both units forbid core dumps (they would hold the secret and the token)
+/// and cap the number of tasks.
+#[test]
+fn units_forbid_core_dumps_and_cap_tasks() {
+    for unit in ["entra-sync.service", "entra-sync@.service"] {
+        let settings = unit_settings(unit);
+        let value = |key: &str| {
+            settings
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(value("LimitCORE").as_deref(), Some("0"), "{unit}");
+        let tasks: u32 = value("TasksMax")
+            .unwrap_or_else(|| panic!("{unit} has no TasksMax="))
+            .parse()
+            .unwrap();
+        assert!((8..=64).contains(&tasks), "{unit}: TasksMax={tasks}");
+    }
+}
