@@ -5,8 +5,8 @@
 //! `graph` (HTTP to Microsoft Graph, typed delta pages; no SQL), `store` (SQLite; no HTTP),
 //! `sync` (a pass: rounds of delta pages applied to the store), `team` (the mapped team),
 //! `daemon` (the service loop), `status` (the `status` report), `cli` (the commands), `exit`
-//! (how a command ends: its error and exit status). `http`, `origin`, `lock`, `logging`,
-//! `shutdown`, `systemd` and `watch` are plumbing.
+//! (how a command ends: its error and exit status). `hardening`, `http`, `origin`, `lock`,
+//! `logging`, `shutdown`, `systemd` and `watch` are plumbing.
 
 pub mod auth;
 pub mod cli;
@@ -19,6 +19,7 @@ pub mod store;
 pub mod sync;
 pub mod team;
 
+pub mod hardening;
 pub mod http;
 pub mod lock;
 pub mod logging;

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let hardened = entra_sync::hardening::at_start();
     let cli = entra_sync::cli::Cli::parse();
     entra_sync::logging::init();
+    if let Err(e) = hardened {
+        log::warn!("{e}");
+    }
     match entra_sync::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
