@@ -81,7 +81,16 @@ fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {
         full,
         heartbeat: None,
     };
-    let report = sync::run_pass(&config, &mut store, &graph, options, &shutdown)?;
+    let result = sync::run_pass(&config, &mut store, &graph, options, &shutdown);
+    store.checkpoint_after_pass();
+    let report = match result {
+        Err(sync::SyncError::Store(e)) if e.is_corruption() => {
+            // quick_check says what is damaged; either way the message says how to recover.
+            store.quick_check()?;
+            return Err(e.into());
+        }
+        other => other?,
+    };
     println!(
         "pass {} ({}) succeeded: {}",
         report.run_id,

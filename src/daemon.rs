@@ -55,6 +55,8 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
     let config = load_config(config_path)?;
     let lock = lock::acquire(&config.sync.database)?;
     let mut store = Store::open(&config.sync.database)?;
+    // A damaged file would fail every pass forever: stop now, saying how to recover.
+    store.quick_check()?;
     store.close_abandoned_runs(&store::now())?;
 
     let shutdown = Shutdown::new();
@@ -93,6 +95,7 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
         next_pass: Instant::now(),
         previous_pass: None,
         wait_logged: false,
+        fatal: None,
         repeated_failure: None,
         _watcher: watcher,
         _lock: lock,
@@ -103,8 +106,7 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
         daemon.config.path.display(),
         daemon.config.sync.database.display()
     );
-    daemon.main_loop();
-    Ok(())
+    daemon.main_loop()
 }
 
 struct Daemon {
@@ -120,6 +122,8 @@ struct Daemon {
     /// The stop flag of the last pass, while fetch threads of it may still run.
     previous_pass: Option<Shutdown>,
     wait_logged: bool,
+    /// Why the daemon must stop with an error (a damaged database), once it must.
+    fatal: Option<CliError>,
     state: DaemonState,
     watched: Vec<PathBuf>,
     /// The last failure (its [`failure_key`]) and how often it repeated, to log it in full
@@ -130,7 +134,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn main_loop(&mut self) {
+    fn main_loop(&mut self) -> Result<(), CliError> {
         self.publish(if self.config.sync.enabled {
             "starting"
         } else {
@@ -165,10 +169,14 @@ impl Daemon {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            if self.fatal.is_some() {
+                break;
+            }
         }
         systemd::stopping();
         log::info!("daemon: stopping");
         self.publish("stopped");
+        self.fatal.take().map_or(Ok(()), Err)
     }
 
     fn handle(&mut self, event: Event) {
@@ -254,6 +262,16 @@ impl Daemon {
                     return;
                 }
             }
+            Err(SyncError::Store(error)) if error.is_corruption() => {
+                // Every further pass would fail the same way: stop with EX_DATAERR and the
+                // way to recover, quick_check's findings first.
+                self.state.last_pass_status = Some("failed".into());
+                self.fatal = Some(match self.store.quick_check() {
+                    Err(checked) => checked.into(),
+                    Ok(()) => error.into(),
+                });
+                return;
+            }
             Err(error) => {
                 self.state.last_pass_status = Some("failed".into());
                 self.report_failure(error.to_string());
@@ -266,6 +284,8 @@ impl Daemon {
         // The interval counts from the end of a pass, so passes never stack up.
         self.next_pass = Instant::now() + self.config.sync.interval.min(KEEPALIVE);
         self.publish("idle");
+        // After the last write of the pass, so the WAL is empty until the next one.
+        self.store.checkpoint_after_pass();
         systemd::status(&self.status_line());
     }
 

@@ -45,9 +45,8 @@ pub fn acquire(database: &Path) -> Result<DatabaseLock, LockError> {
         path: path.display().to_string(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_error)?;
-    }
+    // The lock is taken before the database is opened: its directory is created private.
+    crate::store::create_state_directory(database).map_err(io_error)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -13,13 +13,16 @@ use crate::daemon::{DaemonState, STATE_KEY};
 use crate::exit::CliError;
 use crate::graph::Resource;
 use crate::lock;
-use crate::store::{Contents, GroupRef, Run, Store, StoreError};
+use crate::store::{self, Contents, GroupRef, Run, Store, StoreError};
 use crate::team;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub config: String,
     pub database: String,
+    /// Size of the database's write-ahead log: near zero after each pass, unless a reader
+    /// holds a transaction open (absent when there is no database yet).
+    pub wal_bytes: Option<u64>,
     pub enabled: bool,
     /// Pid of the process holding the database (a running daemon or sync), if any.
     pub running_pid: Option<u32>,
@@ -80,6 +83,7 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
     let mut status = Status {
         config: config.path.display().to_string(),
         database: config.sync.database.display().to_string(),
+        wal_bytes: None,
         enabled: config.sync.enabled,
         running_pid: lock::holder(&config.sync.database),
         secret_expires: config.entra.client_secret_expires.map(|d| d.to_string()),
@@ -94,6 +98,7 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
     };
     if config.sync.database.exists() {
         let store = Store::open_read_only(&config.sync.database)?;
+        status.wal_bytes = Some(store::wal_bytes(&config.sync.database));
         read(&store, &mut status, &config.mapping.team, today)?;
         status.mapping = team::describe(&store, &config.mapping)?
             .iter()
@@ -157,7 +162,14 @@ fn human(seconds: i64) -> String {
 
 fn print_text(s: &Status) {
     println!("config:    {}", s.config);
-    println!("database:  {}", s.database);
+    match s.wal_bytes {
+        Some(wal) => println!(
+            "database:  {} (write-ahead log {})",
+            s.database,
+            store::mebibytes(wal)
+        ),
+        None => println!("database:  {}", s.database),
+    }
     println!(
         "sync:      {}{}",
         if s.enabled {

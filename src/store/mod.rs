@@ -43,6 +43,20 @@ pub enum StoreError {
     TooNew { path: String, found: i64 },
     #[error("database {path} does not exist yet; run `entra-sync sync` first")]
     Missing { path: String },
+    #[error("database {path} {problem}; entra-sync refuses to use it: {fix}")]
+    Unsafe {
+        path: String,
+        problem: String,
+        fix: String,
+    },
+    #[error(
+        "database {path} is damaged ({detail}); entra-sync stopped. To recover, stop entra-sync \
+         (systemctl stop entra-sync), move the file aside with its -wal and -shm files (mv \
+         {path} {path}.damaged) and start it again: the next pass is a full one and rebuilds \
+         the data from Entra (the old file keeps the audit history for the auditors); or \
+         restore a backup of the file"
+    )]
+    Corrupt { path: String, detail: String },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -129,7 +143,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating it with mode 0600 if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Store> {
-        create_private(path)?;
+        health::prepare_file(path)?;
         let conn = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
         let mut store = Store {
             conn,
@@ -359,9 +373,11 @@ impl Counts {
     }
 }
 
+mod health;
 mod status;
 mod team;
 mod tx;
+pub use health::{Checkpoint, create_state_directory, mebibytes, wal_bytes};
 pub use status::{Contents, Run};
 pub use team::{GroupRef, MappingView, Pin};
 pub use tx::Tx;
@@ -403,35 +419,6 @@ fn sql_value(value: Option<&Value>) -> rusqlite::types::Value {
     }
 }
 
-/// Creates the database file with mode 0600 (and its directory with 0700) before SQLite
-/// does, so the tenant's directory never sits world-readable, even for a moment.
-fn create_private(path: &Path) -> Result<()> {
-    let create_error = |source| StoreError::Create {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(parent) = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(create_error)?;
-    }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(create_error(e)),
-    }
-}
-
 /// The current time as the database writes it: RFC 3339, UTC, whole seconds.
 pub fn now() -> String {
     timestamp(time::OffsetDateTime::now_utc())
@@ -446,10 +433,21 @@ pub fn timestamp(at: time::OffsetDateTime) -> String {
 }
 
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
-    StoreError::Sqlite {
+    let error = StoreError::Sqlite {
         path: path.display().to_string(),
         source,
+    };
+    if error.is_corruption() {
+        // The message says how to recover; SQLite's own words stay as the detail.
+        let StoreError::Sqlite { source, .. } = &error else {
+            return error;
+        };
+        return StoreError::Corrupt {
+            path: path.display().to_string(),
+            detail: source.to_string(),
+        };
     }
+    error
 }
 
 #[cfg(test)]

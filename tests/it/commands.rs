@@ -148,3 +148,109 @@ fn a_second_writer_is_refused() {
     );
     assert_success(&first.wait_with_output().unwrap());
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A small tenant: one user in Engineering.
+fn small_tenant(env: &TestEnv) {
+    let mut t = env.sim.tenant();
+    t.add_user(&u(1), user_props("Ada"));
+    t.add_group(&g(1), security_group("Engineering"));
+    t.add_member(&g(1), &u(1), MemberKind::User);
+}
+
+/// Issue 7.15: the state directory is created 0700 (the lock file beside the database used
+/// to create it 0755 first), and the database 0600.
+#[test]
+fn the_state_directory_is_created_private() {
+    let mut env = TestEnv::new();
+    small_tenant(&env);
+    env.db = env.dir.path().join("state/entra-sync/entra-sync.db");
+    env.write_config(r#"groups = ["Engineering"]"#);
+    env.sync();
+    assert_eq!(mode(&env.dir.path().join("state")), 0o700);
+    assert_eq!(mode(&env.dir.path().join("state/entra-sync")), 0o700);
+    assert_eq!(mode(&env.db), 0o600);
+}
+
+/// Issue 7.15: a dangling symlink at the database path is refused with a message; SQLite
+/// would have created its target with the umask's mode (0644).
+#[test]
+fn a_symlink_at_the_database_path_is_refused() {
+    let env = TestEnv::new();
+    small_tenant(&env);
+    let target = env.dir.path().join("elsewhere.db");
+    std::os::unix::fs::symlink(&target, &env.db).unwrap();
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is a symbolic link") && err.contains("point sync.database at the real file"),
+        "{err}"
+    );
+    assert!(!target.exists(), "the link was followed");
+    assert!(env.sim.requests().is_empty());
+}
+
+/// Issue 7.15: an existing database that others could write is refused at start, with the
+/// chmod that fixes it.
+#[test]
+fn a_database_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    small_tenant(&env);
+    env.sync();
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("has mode 0646") && err.contains(&format!("chmod go-w {}", env.db.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.sync();
+}
+
+/// Overwrites the start of every page after the first (SQLite's 4 KiB pages, where each
+/// b-tree page keeps its header) with garbage, as a failing disk would; the file header
+/// stays intact, so the file still opens.
+pub fn damage(db: &std::path::Path) {
+    let mut bytes = std::fs::read(db).unwrap();
+    for start in (4096..bytes.len()).step_by(4096) {
+        bytes[start..start + 16].fill(0xA5);
+    }
+    std::fs::write(db, bytes).unwrap();
+}
+
+/// Issue 7.16: a damaged database stops `sync` and `run` with exit status 65 and a message
+/// that says how to recover, instead of failing every pass forever.
+#[test]
+fn a_damaged_database_stops_with_exit_65_and_the_way_to_recover() {
+    let env = TestEnv::new();
+    small_tenant(&env);
+    env.sync();
+    damage(&env.db);
+    for command in ["sync", "run"] {
+        let out = env.run(&[command]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(65), "{command}: {err}");
+        assert!(
+            err.contains("is damaged")
+                && err.contains(&format!(
+                    "mv {} {}.damaged",
+                    env.db.display(),
+                    env.db.display()
+                ))
+                && err.contains("restore a backup"),
+            "{command}: {err}"
+        );
+    }
+    // The way out works: moved aside, the next pass rebuilds the data.
+    std::fs::rename(&env.db, env.dir.path().join("entra-sync.db.damaged")).unwrap();
+    env.sync();
+    assert_eq!(env.team(), vec![u(1)]);
+}

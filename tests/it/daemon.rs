@@ -1068,8 +1068,8 @@ fn unit_settings(name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Issue 7.3 and 7.9: both units forbid core dumps (they would hold the secret and the token)
-/// and cap the number of tasks.
+/// Issue 7.3, 7.9 and 7.16: both units forbid core dumps (they would hold the secret and the
+/// token), cap the number of tasks, and do not restart on exit statuses that need a person.
 #[test]
 fn units_forbid_core_dumps_and_cap_tasks() {
     for unit in ["entra-sync.service", "entra-sync@.service"] {
@@ -1082,10 +1082,53 @@ fn units_forbid_core_dumps_and_cap_tasks() {
                 .map(|(_, v)| v.clone())
         };
         assert_eq!(value("LimitCORE").as_deref(), Some("0"), "{unit}");
+        // Issue 7.16: a damaged database (65), like a config error (78), is not restarted.
+        assert_eq!(
+            value("RestartPreventExitStatus").as_deref(),
+            Some("65 78"),
+            "{unit}"
+        );
         let tasks: u32 = value("TasksMax")
             .unwrap_or_else(|| panic!("{unit} has no TasksMax="))
             .parse()
             .unwrap();
         assert!((8..=64).contains(&tasks), "{unit}: TasksMax={tasks}");
     }
+}
+
+/// Issue 7.10: after each pass the daemon empties the WAL (checkpoint TRUNCATE); a reader
+/// holding a transaction keeps it from doing so and is named in a warning; `status` shows
+/// the WAL's size; once the reader ends, the next pass empties it again.
+#[test]
+fn a_reader_holding_a_transaction_is_reported_and_the_wal_emptied_after() {
+    let env = TestEnv::new();
+    tenant(&env);
+    set_interval(&env, "1h");
+    let mut d = Daemon::start(&env);
+    d.passes(1, SLOW);
+    d.until("an empty WAL after the first pass", SOON, |_| {
+        status_json(&env)["wal_bytes"] == 0
+    });
+    let reader = env.db();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM users;")
+        .unwrap();
+    env.sim.tenant().add_user(&u(9), user_props("User 9"));
+    d.signal("USR1");
+    d.passes(2, SLOW);
+    d.until("the warning about the reader", SOON, |d| {
+        d.count("holds a read transaction open") >= 1
+    });
+    let held = status_json(&env)["wal_bytes"].as_u64().unwrap();
+    assert!(held > 0, "the WAL was emptied under a reader");
+    let text = stdout(&env.run(&["status"]));
+    assert!(text.contains("(write-ahead log "), "{text}");
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    d.signal("USR1");
+    d.passes(3, SLOW);
+    d.until("an empty WAL once the reader is gone", SOON, |_| {
+        status_json(&env)["wal_bytes"] == 0
+    });
+    assert_eq!(d.count("holds a read transaction open"), 1, "{}", d.log());
 }
