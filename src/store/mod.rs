@@ -113,13 +113,6 @@ impl Kind {
     }
 }
 
-/// What the database holds about one user or group.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stored {
-    pub attributes: Map<String, Value>,
-    pub deletion: Option<Removal>,
-}
-
 /// Per-resource delta state (`sync_state`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncState {
@@ -353,6 +346,23 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Adds what another batch of changes did.
+    pub fn add(&mut self, other: &Counts) {
+        self.users_created += other.users_created;
+        self.users_updated += other.users_updated;
+        self.users_deleted += other.users_deleted;
+        self.users_restored += other.users_restored;
+        self.groups_created += other.groups_created;
+        self.groups_updated += other.groups_updated;
+        self.groups_deleted += other.groups_deleted;
+        self.groups_restored += other.groups_restored;
+        self.members_added += other.members_added;
+        self.members_removed += other.members_removed;
+        self.team_added += other.team_added;
+        self.team_removed += other.team_removed;
+        self.pages += other.pages;
+    }
+
     /// True when users' state or memberships changed, so the team may have changed.
     pub fn touches_team(&self) -> bool {
         self.team_inputs() > 0
@@ -373,11 +383,15 @@ impl Counts {
     }
 }
 
+mod changes;
 mod health;
+mod snapshot;
 mod status;
 mod team;
 mod tx;
+pub use changes::{Change, Known, KnownLink, Lookup, Reason, Unseen, Wanted};
 pub use health::{Checkpoint, create_state_directory, mebibytes, wal_bytes};
+pub use snapshot::Event;
 pub use status::{Contents, Run};
 pub use team::{GroupRef, MappingView, Pin};
 pub use tx::Tx;
@@ -500,21 +514,52 @@ mod tests {
         );
     }
 
+    fn link(group: &str, member: &str) -> Change {
+        Change::AddMember {
+            group: group.into(),
+            member: member.into(),
+            member_type: "user".into(),
+        }
+    }
+
     #[test]
     fn objects_round_trip_with_typed_columns() {
-        let (_dir, store) = temp_store();
+        let (_dir, mut store) = temp_store();
+        let run = store.begin_run("full", "t").unwrap();
         let tx = store.transaction().unwrap();
         let attrs: Map<String, Value> = serde_json::from_str(
             r#"{"displayName":"Ada","userPrincipalName":"ada@x","accountEnabled":false,"mail":null}"#,
         )
         .unwrap();
-        tx.put_object(Kind::User, "u1", &attrs, true, 1, "2026-01-01T00:00:00Z")
+        let changes = [
+            Change::Create {
+                kind: Kind::User,
+                id: "u1".into(),
+                attributes: attrs.clone(),
+            },
+            Change::Delete {
+                kind: Kind::User,
+                id: "u1".into(),
+                name: None,
+                removal: Removal::Soft,
+                reason: Reason::Removed,
+                was_live: true,
+            },
+        ];
+        tx.apply(&changes[..1], run, 1, "2026-01-01T00:00:00Z")
             .unwrap();
-        tx.tombstone(Kind::User, "u1", Removal::Soft, "2026-01-02T00:00:00Z")
+        tx.apply(&changes[1..], run, 1, "2026-01-02T00:00:00Z")
             .unwrap();
-        let stored = tx.object(Kind::User, "u1").unwrap().unwrap();
+        let wanted = Wanted {
+            objects: vec!["u1".into(), "u2".into()],
+            ..Wanted::default()
+        };
+        let found = tx.lookup(Kind::User, &wanted).unwrap();
+        assert_eq!(found.objects.len(), 1);
+        let stored = &found.objects["u1"];
         assert_eq!(stored.attributes, attrs);
         assert_eq!(stored.deletion, Some(Removal::Soft));
+        assert_eq!(stored.seen_generation, 1);
         tx.commit().unwrap();
         let row: (String, i64, Option<String>, String) = store
             .conn
@@ -528,14 +573,24 @@ mod tests {
             row,
             ("ada@x".into(), 0, None, "2026-01-02T00:00:00Z".into())
         );
+        let audited: Vec<String> = store
+            .conn
+            .prepare("SELECT action || ' ' || coalesce(detail, '') FROM audit_events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(audited, ["created ", r#"deleted {"deletion":"soft"}"#]);
     }
 
     #[test]
     fn dropped_transaction_rolls_back() {
-        let (_dir, store) = temp_store();
+        let (_dir, mut store) = temp_store();
+        let run = store.begin_run("full", "t").unwrap();
         {
             let tx = store.transaction().unwrap();
-            tx.add_member("g", "u", "user", 1, "t").unwrap();
+            tx.apply(&[link("g", "u")], run, 1, "t").unwrap();
         }
         let n: i64 = store
             .conn
@@ -545,17 +600,49 @@ mod tests {
     }
 
     #[test]
-    fn memberships_are_idempotent_and_swept_by_generation() {
-        let (_dir, store) = temp_store();
+    fn memberships_are_looked_up_by_pair_and_unseen_by_generation() {
+        let (_dir, mut store) = temp_store();
+        let run = store.begin_run("full", "t").unwrap();
         let tx = store.transaction().unwrap();
-        assert!(tx.add_member("g", "u1", "user", 1, "t").unwrap());
-        assert!(!tx.add_member("g", "u1", "user", 1, "t").unwrap());
-        assert!(tx.add_member("g", "u2", "user", 1, "t").unwrap());
-        assert!(!tx.add_member("g", "u1", "user", 2, "t").unwrap());
-        let swept = tx.sweep_memberships(2).unwrap();
+        tx.apply(
+            &[link("g", "u1"), link("g", "u2"), link("h", "u1")],
+            run,
+            1,
+            "t",
+        )
+        .unwrap();
+        let stamp = Change::SeenMember {
+            group: "g".into(),
+            member: "u1".into(),
+            member_type: "group".into(),
+        };
+        tx.apply(&[stamp], run, 2, "t").unwrap();
+        let wanted = Wanted {
+            links: vec![("g".into(), vec!["u1".into(), "u3".into()])],
+            purged: vec!["u2".into()],
+            ..Wanted::default()
+        };
+        let found = tx.lookup(Kind::Group, &wanted).unwrap();
+        let pairs: Vec<_> = found.links.iter().collect();
         assert_eq!(
-            swept,
-            vec![("g".to_owned(), "u2".to_owned(), "user".to_owned())]
+            pairs,
+            [(
+                &("g".to_owned(), "u1".to_owned()),
+                &KnownLink {
+                    member_type: "group".into(),
+                    seen_generation: 2
+                }
+            )]
+        );
+        // A purge is looked up only for ids the store holds (u2 is no object here).
+        assert!(found.purged_links.is_empty());
+        let unseen = tx.unseen(Kind::Group, 2).unwrap();
+        assert_eq!(
+            unseen.links,
+            [
+                ("g".to_owned(), "u2".to_owned(), "user".to_owned()),
+                ("h".to_owned(), "u1".to_owned(), "user".to_owned())
+            ]
         );
         assert!(tx.remove_member("g", "u1").unwrap());
         assert!(!tx.remove_member("g", "u1").unwrap());

@@ -18,28 +18,6 @@ impl Tx<'_> {
         sqlite_error(&self.path, e)
     }
 
-    pub fn object(&self, kind: Kind, id: &str) -> Result<Option<Stored>> {
-        let sql = format!(
-            "SELECT attributes, deletion FROM {} WHERE id = ?1",
-            kind.table()
-        );
-        let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
-        let row = statement
-            .query_row([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-            })
-            .optional()
-            .map_err(|e| self.err(e))?;
-        Ok(row.map(|(attributes, deletion)| Stored {
-            attributes: serde_json::from_str(&attributes).unwrap_or_default(),
-            deletion: match deletion.as_deref() {
-                Some("soft") => Some(Removal::Soft),
-                Some(_) => Some(Removal::Permanent),
-                None => None,
-            },
-        }))
-    }
-
     /// Writes an object's merged attributes, clears any tombstone and stamps it as seen in
     /// `generation`. `created` tells insert from update.
     pub fn put_object(
@@ -121,45 +99,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Adds a direct membership, or stamps an existing one as seen. True when it is new.
-    pub fn add_member(
-        &self,
-        group: &str,
-        member: &str,
-        kind: &str,
-        generation: i64,
-        now: &str,
-    ) -> Result<bool> {
-        // Insert first: on the first pass, the one that moves millions of links, it is the
-        // only statement per link. A link that exists is stamped as seen instead.
-        let mut insert = self
-            .tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO group_members
-                    (group_id, member_id, member_type, added_at, seen_generation)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(|e| self.err(e))?;
-        if insert
-            .execute(params![group, member, kind, now, generation])
-            .map_err(|e| self.err(e))?
-            > 0
-        {
-            return Ok(true);
-        }
-        let mut update = self
-            .tx
-            .prepare_cached(
-                "UPDATE group_members SET seen_generation = ?3, member_type = ?4
-                 WHERE group_id = ?1 AND member_id = ?2",
-            )
-            .map_err(|e| self.err(e))?;
-        update
-            .execute(params![group, member, generation, kind])
-            .map_err(|e| self.err(e))?;
-        Ok(false)
-    }
-
     /// Removes a direct membership. True when there was one.
     pub fn remove_member(&self, group: &str, member: &str) -> Result<bool> {
         let mut statement = self
@@ -170,66 +109,6 @@ impl Tx<'_> {
             .execute(params![group, member])
             .map_err(|e| self.err(e))?
             > 0)
-    }
-
-    /// Removes every membership where one of `ids` is the group or the member, returning
-    /// the (group, member, member_type) rows removed. One scan for all of them: callers
-    /// gather a page's purges.
-    pub fn remove_memberships_of(&self, ids: &[String]) -> Result<Vec<(String, String, String)>> {
-        const WHERE: &str = "group_id IN (SELECT value FROM json_each(?1))
-                             OR member_id IN (SELECT value FROM json_each(?1))";
-        let list = Value::from(ids.to_vec()).to_string();
-        let mut select = self
-            .tx
-            .prepare_cached(&format!(
-                "SELECT group_id, member_id, member_type FROM group_members WHERE {WHERE}"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = select
-            .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.err(e))?;
-        if !rows.is_empty() {
-            self.tx
-                .execute(&format!("DELETE FROM group_members WHERE {WHERE}"), [&list])
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(rows)
-    }
-
-    /// Live objects of `kind` not seen in `generation`: what a complete full round missed.
-    pub fn unseen_objects(&self, kind: Kind, generation: i64) -> Result<Vec<String>> {
-        let sql = format!(
-            "SELECT id FROM {} WHERE seen_generation < ?1 AND deleted_at IS NULL",
-            kind.table()
-        );
-        let mut statement = self.tx.prepare(&sql).map_err(|e| self.err(e))?;
-        statement
-            .query_map([generation], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))
-    }
-
-    /// Deletes the memberships a complete full groups round did not report, returning them.
-    pub fn sweep_memberships(&self, generation: i64) -> Result<Vec<(String, String, String)>> {
-        let mut select = self
-            .tx
-            .prepare(
-                "SELECT group_id, member_id, member_type FROM group_members
-                 WHERE seen_generation < ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = select
-            .query_map([generation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.err(e))?;
-        self.tx
-            .execute(
-                "DELETE FROM group_members WHERE seen_generation < ?1",
-                [generation],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
     }
 
     pub fn audit(

@@ -1,0 +1,381 @@
+//! Planned changes and the rows they are planned from: the one batched lookup a page needs
+//! before it is planned ([`Tx::lookup`]), and applying a list of changes with their audit
+//! rows ([`Tx::apply`]). The rules that turn a page into changes live in `sync::plan`.
+
+use std::collections::{HashMap, HashSet};
+
+use super::*;
+
+/// Why an object is marked deleted or a membership goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// An `@removed` entry (for a membership: a `members@delta` removal).
+    Removed,
+    /// The member or the group was deleted permanently, so its memberships go (3.7).
+    Purged,
+    /// A complete full round did not report it (reconciliation).
+    NotReported,
+}
+
+/// One change the planner decided on. Applying it writes the rows and the audit events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A new object, with every property the payload carried.
+    Create {
+        kind: Kind,
+        id: String,
+        attributes: Map<String, Value>,
+    },
+    /// A stored object changed, came back from deleted items, or both. `attributes` is the
+    /// merged result; `diff` is `{"property": {"old": ..., "new": ...}}`, empty when only
+    /// the tombstone goes.
+    Update {
+        kind: Kind,
+        id: String,
+        attributes: Map<String, Value>,
+        diff: Map<String, Value>,
+        restored: bool,
+    },
+    /// An unchanged object reported by a full round: stamped as seen, not audited.
+    Seen { kind: Kind, id: String },
+    /// Marks an object deleted (a tombstone). `was_live` is false when a soft deletion
+    /// becomes permanent: audited, but not counted as a new deletion.
+    Delete {
+        kind: Kind,
+        id: String,
+        name: Option<String>,
+        removal: Removal,
+        reason: Reason,
+        was_live: bool,
+    },
+    /// A new direct membership.
+    AddMember {
+        group: String,
+        member: String,
+        member_type: String,
+    },
+    /// An existing membership reported again in a later full round: stamped as seen.
+    SeenMember {
+        group: String,
+        member: String,
+        member_type: String,
+    },
+    RemoveMember {
+        group: String,
+        member: String,
+        member_type: String,
+        reason: Reason,
+    },
+}
+
+/// A stored user or group as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Known {
+    pub attributes: Map<String, Value>,
+    pub deletion: Option<Removal>,
+    pub seen_generation: i64,
+}
+
+/// A stored membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownLink {
+    pub member_type: String,
+    pub seen_generation: i64,
+}
+
+/// What a page needs to read before it can be planned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Wanted {
+    /// Objects of the page's kind, by id.
+    pub objects: Vec<String>,
+    /// Memberships, by group: the member ids its `members@delta` names.
+    pub links: Vec<(String, Vec<String>)>,
+    /// Ids deleted permanently on the page: every membership they are part of.
+    pub purged: Vec<String>,
+    /// Members without a type: whether they are known users or groups.
+    pub untyped: Vec<String>,
+}
+
+/// The stored rows a page touches, read in one lookup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lookup {
+    pub objects: HashMap<String, Known>,
+    pub links: HashMap<(String, String), KnownLink>,
+    /// (group, member, member_type) of every membership of a purged id.
+    pub purged_links: Vec<(String, String, String)>,
+    pub users: HashSet<String>,
+    pub groups: HashSet<String>,
+}
+
+/// What a complete full round did not report, read before reconciliation is planned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unseen {
+    /// (id, display name) of live objects not seen in the round's generation.
+    pub objects: Vec<(String, Option<String>)>,
+    /// (group, member, member_type) of memberships not seen (groups rounds only).
+    pub links: Vec<(String, String, String)>,
+}
+
+impl Tx<'_> {
+    /// Reads every stored row the page's planning needs, one statement per part (one per
+    /// group for memberships), whatever the page holds.
+    pub fn lookup(&self, kind: Kind, wanted: &Wanted) -> Result<Lookup> {
+        let mut found = Lookup::default();
+        if !wanted.objects.is_empty() {
+            let sql = format!(
+                "SELECT id, attributes, deletion, seen_generation FROM {}
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+                kind.table()
+            );
+            let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+            let mut rows = statement
+                .query([json_list(&wanted.objects)])
+                .map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let read = || -> rusqlite::Result<(String, Known)> {
+                    let attributes: String = row.get(1)?;
+                    let deletion: Option<String> = row.get(2)?;
+                    Ok((
+                        row.get(0)?,
+                        Known {
+                            attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                            deletion: deletion.as_deref().map(removal_of),
+                            seen_generation: row.get(3)?,
+                        },
+                    ))
+                };
+                let (id, known) = read().map_err(|e| self.err(e))?;
+                found.objects.insert(id, known);
+            }
+        }
+        for (group, members) in &wanted.links {
+            let mut statement = self
+                .tx
+                .prepare_cached(
+                    "SELECT member_id, member_type, seen_generation FROM group_members
+                     WHERE group_id = ?1 AND member_id IN (SELECT value FROM json_each(?2))",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = statement
+                .query(params![group, json_list(members)])
+                .map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let member: String = row.get(0).map_err(|e| self.err(e))?;
+                let link = KnownLink {
+                    member_type: row.get(1).map_err(|e| self.err(e))?,
+                    seen_generation: row.get(2).map_err(|e| self.err(e))?,
+                };
+                found.links.insert((group.clone(), member), link);
+            }
+        }
+        // Only what the store holds can have memberships: a removal of an id never seen
+        // costs no scan.
+        let purged: Vec<String> = wanted
+            .purged
+            .iter()
+            .filter(|id| found.objects.contains_key(*id))
+            .cloned()
+            .collect();
+        if !purged.is_empty() {
+            // No index on member_id: one scan for all of the page's purges.
+            let mut statement = self
+                .tx
+                .prepare_cached(
+                    "SELECT group_id, member_id, member_type FROM group_members
+                     WHERE group_id IN (SELECT value FROM json_each(?1))
+                        OR member_id IN (SELECT value FROM json_each(?1))",
+                )
+                .map_err(|e| self.err(e))?;
+            found.purged_links = statement
+                .query_map([json_list(&purged)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err(e))?;
+        }
+        if !wanted.untyped.is_empty() {
+            let list = json_list(&wanted.untyped);
+            for (kind, into) in [
+                (Kind::User, &mut found.users),
+                (Kind::Group, &mut found.groups),
+            ] {
+                let sql = format!(
+                    "SELECT id FROM {} WHERE id IN (SELECT value FROM json_each(?1))",
+                    kind.table()
+                );
+                let mut statement = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+                let ids: Vec<String> = statement
+                    .query_map([&list], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+                    .map_err(|e| self.err(e))?;
+                into.extend(ids);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Live objects of `kind`, and (for groups) memberships, not seen in `generation`: what
+    /// a complete full round did not report.
+    pub fn unseen(&self, kind: Kind, generation: i64) -> Result<Unseen> {
+        let sql = format!(
+            "SELECT id, display_name FROM {} WHERE seen_generation < ?1 AND deleted_at IS NULL",
+            kind.table()
+        );
+        let mut statement = self.tx.prepare(&sql).map_err(|e| self.err(e))?;
+        let objects = statement
+            .query_map([generation], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        let links = if kind == Kind::Group {
+            let mut statement = self
+                .tx
+                .prepare(
+                    "SELECT group_id, member_id, member_type FROM group_members
+                     WHERE seen_generation < ?1",
+                )
+                .map_err(|e| self.err(e))?;
+            statement
+                .query_map([generation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err(e))?
+        } else {
+            Vec::new()
+        };
+        Ok(Unseen { objects, links })
+    }
+
+    /// Applies `changes` in order, with an audit event for each audited one, stamping
+    /// objects and memberships with `generation`.
+    pub fn apply(&self, changes: &[Change], run: i64, generation: i64, now: &str) -> Result<()> {
+        for change in changes {
+            self.apply_one(change, run, generation, now)?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&self, change: &Change, run: i64, generation: i64, now: &str) -> Result<()> {
+        match change {
+            Change::Create {
+                kind,
+                id,
+                attributes,
+            } => {
+                self.put_object(*kind, id, attributes, true, generation, now)?;
+                self.audit(run, now, kind.entity(), id, "created", None)
+            }
+            Change::Update {
+                kind,
+                id,
+                attributes,
+                diff,
+                restored,
+            } => {
+                self.put_object(*kind, id, attributes, false, generation, now)?;
+                if *restored {
+                    self.audit(run, now, kind.entity(), id, "restored", None)?;
+                }
+                if !diff.is_empty() {
+                    let detail = Value::Object(diff.clone());
+                    self.audit(run, now, kind.entity(), id, "updated", Some(&detail))?;
+                }
+                Ok(())
+            }
+            Change::Seen { kind, id } => self.mark_seen(*kind, id, generation),
+            Change::Delete {
+                kind,
+                id,
+                removal,
+                reason,
+                ..
+            } => {
+                self.tombstone(*kind, id, *removal, now)?;
+                let detail = match reason {
+                    Reason::NotReported => serde_json::json!({
+                        "deletion": removal.as_str(),
+                        "reason": "not reported by a full pass",
+                    }),
+                    _ => serde_json::json!({ "deletion": removal.as_str() }),
+                };
+                self.audit(run, now, kind.entity(), id, "deleted", Some(&detail))
+            }
+            Change::AddMember {
+                group,
+                member,
+                member_type,
+            } => {
+                self.add_member(group, member, member_type, generation, now)?;
+                let detail = serde_json::json!({ "group": group, "type": member_type });
+                self.audit(run, now, "membership", member, "added", Some(&detail))
+            }
+            Change::SeenMember {
+                group,
+                member,
+                member_type,
+            } => self.stamp_member(group, member, member_type, generation),
+            Change::RemoveMember {
+                group,
+                member,
+                member_type,
+                ..
+            } => {
+                self.remove_member(group, member)?;
+                let detail = serde_json::json!({ "group": group, "type": member_type });
+                self.audit(run, now, "membership", member, "removed", Some(&detail))
+            }
+        }
+    }
+
+    /// Inserts a new direct membership.
+    pub fn add_member(
+        &self,
+        group: &str,
+        member: &str,
+        member_type: &str,
+        generation: i64,
+        now: &str,
+    ) -> Result<()> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO group_members
+                    (group_id, member_id, member_type, added_at, seen_generation)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| self.err(e))?;
+        statement
+            .execute(params![group, member, member_type, now, generation])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn stamp_member(
+        &self,
+        group: &str,
+        member: &str,
+        member_type: &str,
+        generation: i64,
+    ) -> Result<()> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "UPDATE group_members SET seen_generation = ?3, member_type = ?4
+                 WHERE group_id = ?1 AND member_id = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        statement
+            .execute(params![group, member, generation, member_type])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+fn json_list(ids: &[String]) -> String {
+    Value::from(ids.to_vec()).to_string()
+}
+
+fn removal_of(deletion: &str) -> Removal {
+    match deletion {
+        "soft" => Removal::Soft,
+        _ => Removal::Permanent,
+    }
+}

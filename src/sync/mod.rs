@@ -1,0 +1,411 @@
+//! One sync pass: a delta round for users and one for groups, fetched on two threads
+//! (`fetch`) and applied by this thread, page by page, each page in a transaction with its
+//! resume link (pages share one only while more are already waiting).
+//!
+//! Each page is planned before it is applied: one batched lookup of the rows it touches,
+//! the pure rules of `plan` turn page and rows into changes, and `store` applies them.
+//! Where a round starts is `round`. Memory stays bounded by the channel: a few pages,
+//! whatever the tenant size.
+
+mod fetch;
+pub mod plan;
+mod round;
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::graph::{Graph, GraphError, Next, Page, Resource};
+use crate::shutdown::Shutdown;
+use crate::store::{self, Counts, RunEnd, Store, StoreError, Tx};
+use crate::systemd::Heartbeat;
+use crate::team;
+
+use fetch::{Msg, fetch_round};
+use round::Round;
+
+/// Pages fetched ahead of the writer. Two per resource keeps both chains busy while the
+/// writer commits, and bounds memory.
+const PAGES_IN_FLIGHT: usize = 4;
+/// At most this many pages, or this long, share one transaction when pages queue up.
+const MAX_BATCH_PAGES: usize = 64;
+const MAX_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often the writer looks at the stop flag while it waits for a page.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+#[derive(Clone, Default)]
+pub struct PassOptions {
+    /// Start full rounds and reconcile, whatever delta links are stored (`sync --full`).
+    pub full: bool,
+    /// Beaten while the pass makes progress, for the systemd watchdog.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub run_id: i64,
+    pub kind: &'static str,
+    pub counts: Counts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// One or both rounds failed; what was applied is committed and the pass resumes.
+    #[error("{message}")]
+    Failed {
+        message: String,
+        report: Box<PassReport>,
+    },
+    #[error("sync: stopped before the pass finished; it resumes from its last page")]
+    Stopped { report: Box<PassReport> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs one pass and records it in `sync_runs`.
+pub fn run_pass(
+    config: &Config,
+    store: &mut Store,
+    graph: &Graph,
+    options: PassOptions,
+    shutdown: &Shutdown,
+) -> Result<PassReport, SyncError> {
+    let rounds: Vec<Round> = Resource::ALL
+        .iter()
+        .map(|&resource| Round::plan(config, store, resource, options.full))
+        .collect::<Result<_, _>>()?;
+    let planned_full = rounds.iter().any(|r| r.full);
+    let kind = if planned_full { "full" } else { "incremental" };
+    let run_id = store.begin_run(kind, &store::now())?;
+    log::info!(
+        "sync: pass {run_id} started ({})",
+        rounds
+            .iter()
+            .map(Round::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let mut pass = Pass {
+        run_id,
+        counts: Counts::default(),
+        failures: Vec::new(),
+        failed: Vec::new(),
+        completed: Vec::new(),
+        stopped: false,
+        restarted: false,
+    };
+    let outcome = pass.fetch_and_apply(store, graph, rounds, shutdown, options.heartbeat.as_ref());
+    // A round that Graph sent back to the start made this a full (reconciling) pass.
+    let kind = if pass.restarted { "full" } else { kind };
+    let mut report = PassReport {
+        run_id,
+        kind,
+        counts: pass.counts.clone(),
+    };
+    if let Err(e) = outcome {
+        finish(store, &report, "failed", Some(e.to_string()))?;
+        return Err(e.into());
+    }
+    if pass.stopped {
+        finish(store, &report, "interrupted", Some("stopped".into()))?;
+        return Err(SyncError::Stopped {
+            report: Box::new(report),
+        });
+    }
+
+    let team = team::update(store, &config.mapping, run_id, report.counts.touches_team())?;
+    report.counts.team_added = team.added;
+    report.counts.team_removed = team.removed;
+
+    if pass.failures.is_empty() {
+        finish(store, &report, "succeeded", None)?;
+        log::info!(
+            "sync: pass {run_id} {kind} succeeded: {}",
+            summary(&report.counts)
+        );
+        Ok(report)
+    } else {
+        let message = pass.failures.join("; ");
+        finish(store, &report, "failed", Some(message.clone()))?;
+        Err(SyncError::Failed {
+            message,
+            report: Box::new(report),
+        })
+    }
+}
+
+fn finish(
+    store: &mut Store,
+    report: &PassReport,
+    status: &'static str,
+    error: Option<String>,
+) -> Result<(), StoreError> {
+    store.finish_run(&RunEnd {
+        id: report.run_id,
+        finished_at: store::now(),
+        kind: report.kind,
+        status,
+        error,
+        counts: report.counts.clone(),
+    })
+}
+
+pub fn summary(c: &Counts) -> String {
+    format!(
+        "users +{} ~{} -{} restored {}; groups +{} ~{} -{} restored {}; memberships +{} -{}; team +{} -{}; {} pages",
+        c.users_created,
+        c.users_updated,
+        c.users_deleted,
+        c.users_restored,
+        c.groups_created,
+        c.groups_updated,
+        c.groups_deleted,
+        c.groups_restored,
+        c.members_added,
+        c.members_removed,
+        c.team_added,
+        c.team_removed,
+        c.pages
+    )
+}
+
+struct Pass {
+    run_id: i64,
+    /// What committed batches changed.
+    counts: Counts,
+    failures: Vec<String>,
+    /// Resources whose round failed (and said why in `failures`).
+    failed: Vec<Resource>,
+    /// Resources whose round reached its deltaLink, committed.
+    completed: Vec<Resource>,
+    stopped: bool,
+    restarted: bool,
+}
+
+impl Pass {
+    fn fetch_and_apply(
+        &mut self,
+        store: &mut Store,
+        graph: &Graph,
+        rounds: Vec<Round>,
+        shutdown: &Shutdown,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Result<(), StoreError> {
+        let (sender, receiver) = mpsc::sync_channel(PAGES_IN_FLIGHT);
+        let mut by_resource = Vec::new();
+        for round in rounds {
+            let sender = sender.clone();
+            let stop = shutdown.clone();
+            let graph = graph.clone();
+            let (resource, url, initial) = (
+                round.resource,
+                round.url.clone(),
+                round.resource.initial_url(graph.endpoint()),
+            );
+            // Detached on purpose: on a stop the writer returns at once and a fetcher stuck
+            // in a slow request ends with its timeout, its page never applied. It stays
+            // enlisted under the pass's stop flag until it ends, so the daemon starts no new
+            // pass while it lives (`Shutdown::working`).
+            let working = shutdown.enlist();
+            thread::Builder::new()
+                .name(format!("fetch-{resource}"))
+                .spawn(move || {
+                    let _working = working;
+                    fetch_round(&graph, resource, url, initial, &sender, &stop)
+                })
+                .map_err(|e| StoreError::Create {
+                    path: "fetch thread".into(),
+                    source: e,
+                })?;
+            by_resource.push(round);
+        }
+        drop(sender);
+
+        // Pages are applied into an open transaction that commits as soon as no further
+        // page is waiting (so against real Graph latency every page commits on its own), or
+        // after MAX_BATCH_PAGES / MAX_BATCH_TIME when the writer falls behind. The resume link
+        // commits with the pages it follows, so a crash still resumes exactly after the last
+        // committed page.
+        let mut batch: Option<Batch<'_>> = None;
+        loop {
+            if let Some(heartbeat) = heartbeat {
+                heartbeat.beat();
+            }
+            if shutdown.is_requested() {
+                self.stopped = true;
+                break;
+            }
+            let message = if batch.is_some() {
+                match receiver.try_recv() {
+                    Ok(message) => message,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        self.commit(&mut batch)?;
+                        continue;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match receiver.recv_timeout(STOP_POLL) {
+                    Ok(message) => message,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            match message {
+                Msg::Page(resource, page) => {
+                    if batch.is_none() {
+                        batch = Some(Batch {
+                            tx: store.transaction()?,
+                            pages: 0,
+                            started: Instant::now(),
+                            counts: Counts::default(),
+                            completed: Vec::new(),
+                        });
+                    }
+                    let open = batch.as_mut().expect("a batch was opened above");
+                    let round = round_mut(&mut by_resource, resource);
+                    self.apply_page(open, round, page)?;
+                    open.pages += 1;
+                    if open.pages >= MAX_BATCH_PAGES || open.started.elapsed() >= MAX_BATCH_TIME {
+                        self.commit(&mut batch)?;
+                    }
+                }
+                Msg::Restarted(resource, reason) => {
+                    let round = round_mut(&mut by_resource, resource);
+                    log::warn!(
+                        "sync: {reason}; running a full {resource} round with reconciliation"
+                    );
+                    self.restarted = true;
+                    round.full = true;
+                    round.fresh = true;
+                }
+                Msg::Failed(_, GraphError::Stopped) => self.stopped = true,
+                Msg::Failed(resource, error) => {
+                    // The caller reports the pass's failure; the daemon dedupes repeats.
+                    log::debug!("sync: {resource} round failed: {error}");
+                    self.failures.push(error.to_string());
+                    self.failed.push(resource);
+                }
+            }
+        }
+        // Whole pages only ever reach the batch, so what it holds is safe to keep.
+        self.commit(&mut batch)?;
+        if shutdown.is_requested() {
+            self.stopped = true;
+        }
+        self.fail_unfinished(&by_resource);
+        Ok(())
+    }
+
+    /// A round is complete only at its deltaLink: a fetcher that ended without one, and
+    /// without saying why (it panicked, or its channel closed early), fails the pass
+    /// instead of passing for done. Its resume link stays, so the next pass continues.
+    fn fail_unfinished(&mut self, rounds: &[Round]) {
+        if self.stopped {
+            return;
+        }
+        for round in rounds {
+            let resource = round.resource;
+            if !self.completed.contains(&resource) && !self.failed.contains(&resource) {
+                log::error!("sync: the {resource} fetcher ended before its round was complete");
+                self.failures.push(format!(
+                    "sync: the {resource} round ended before Graph sent its deltaLink (the fetch \
+                     thread stopped unexpectedly; the log above says why); the next pass resumes \
+                     from the last committed page"
+                ));
+                self.failed.push(resource);
+            }
+        }
+    }
+
+    /// Plans one page, and applies the changes and the link that follows it to the open
+    /// transaction. Its counts wait in the batch until the batch commits.
+    fn apply_page(
+        &mut self,
+        batch: &mut Batch<'_>,
+        round: &mut Round,
+        page: Page,
+    ) -> Result<(), StoreError> {
+        let tx = &batch.tx;
+        let now = store::now();
+        let kind = round.kind();
+        let generation = if round.fresh {
+            tx.start_full_round(round.resource, &round.query, &now)?
+        } else {
+            round.generation
+        };
+        let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
+        let changes = plan::page(kind, &page.objects, lookup, generation);
+        tx.apply(&changes, self.run_id, generation, &now)?;
+        let inputs_before = batch.counts.team_inputs();
+        plan::tally(&changes, &mut batch.counts);
+        match &page.next {
+            Next::More(link) => tx.set_resume_link(round.resource, link, round.full, &now)?,
+            Next::Done(link) => {
+                if round.full {
+                    // Reconciliation reads what the round left unseen, so it follows the
+                    // page's own changes.
+                    let changes = plan::reconcile(kind, tx.unseen(kind, generation)?);
+                    if !changes.is_empty() {
+                        log::info!(
+                            "sync: reconciliation: {} {} changes for what the full round did \
+                             not report",
+                            changes.len(),
+                            kind.entity()
+                        );
+                    }
+                    tx.apply(&changes, self.run_id, generation, &now)?;
+                    plan::tally(&changes, &mut batch.counts);
+                }
+                tx.set_delta_link(round.resource, link, &round.query, &now)?;
+                log::info!(
+                    "sync: {} round complete{}",
+                    round.resource,
+                    if round.full { " (reconciled)" } else { "" }
+                );
+                batch.completed.push(round.resource);
+            }
+        }
+        if batch.counts.team_inputs() != inputs_before {
+            tx.set_meta(team::DIRTY_KEY, "1")?;
+        }
+        batch.counts.pages += 1;
+        // The round's state follows the transaction; if it fails to commit, the pass fails.
+        round.fresh = false;
+        round.generation = generation;
+        Ok(())
+    }
+}
+
+/// Pages applied but not yet committed, with what they changed.
+struct Batch<'s> {
+    tx: Tx<'s>,
+    pages: usize,
+    started: Instant,
+    /// Counted into the pass only once committed: a batch that rolls back changed nothing.
+    counts: Counts,
+    /// Rounds whose deltaLink this batch stores.
+    completed: Vec<Resource>,
+}
+
+impl Pass {
+    /// Commits the open batch, if any, and only then counts what it changed.
+    fn commit(&mut self, batch: &mut Option<Batch<'_>>) -> Result<(), StoreError> {
+        let Some(batch) = batch.take() else {
+            return Ok(());
+        };
+        batch.tx.commit()?;
+        self.counts.add(&batch.counts);
+        self.completed.extend(batch.completed);
+        Ok(())
+    }
+}
+
+fn round_mut(rounds: &mut [Round], resource: Resource) -> &mut Round {
+    rounds
+        .iter_mut()
+        .find(|r| r.resource == resource)
+        .expect("a round is planned for every resource that has a fetcher")
+}

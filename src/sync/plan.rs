@@ -1,0 +1,375 @@
+//! The rules of syncing, as pure functions: a delta page (or the end of a full round) and
+//! the stored rows it touches go in, a list of [`Change`]s comes out. No SQL, no HTTP, no
+//! clock; `store` applies the list (graph-protocol.md 3.7-3.8, 8.1).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::graph::{DirectoryObject, MemberChange, Removal};
+use crate::store::{Change, Counts, Kind, Known, KnownLink, Lookup, Reason, Unseen, Wanted};
+
+/// The stored rows a page needs: every object it names, the memberships its
+/// `members@delta` entries name, the memberships of what it deletes permanently, and the
+/// kind of untyped members.
+pub fn wanted(objects: &[DirectoryObject]) -> Wanted {
+    let mut wanted = Wanted::default();
+    let mut seen = HashSet::new();
+    let mut links: HashMap<&str, usize> = HashMap::new();
+    for object in objects {
+        if seen.insert(object.id.as_str()) {
+            wanted.objects.push(object.id.clone());
+        }
+        match (object.removed, &object.members) {
+            (Some(Removal::Permanent), _) => wanted.purged.push(object.id.clone()),
+            (Some(Removal::Soft), _) | (None, None) => {}
+            (None, Some(members)) => {
+                let at = *links.entry(object.id.as_str()).or_insert_with(|| {
+                    wanted.links.push((object.id.clone(), Vec::new()));
+                    wanted.links.len() - 1
+                });
+                for member in members {
+                    wanted.links[at].1.push(member.id.clone());
+                    if member.kind == UNTYPED {
+                        wanted.untyped.push(member.id.clone());
+                    }
+                }
+            }
+        }
+    }
+    wanted
+}
+
+/// A member entry without `@odata.type` (graph parses it as this kind).
+const UNTYPED: &str = "unknown";
+
+/// Plans one page of a round of `kind` whose full-round number is `generation`.
+///
+/// Objects are taken in page order, each seeing what the ones before it planned, so
+/// repeats within a page, and a group whose member list is split over several entries,
+/// plan as they would one by one.
+pub fn page(
+    kind: Kind,
+    objects: &[DirectoryObject],
+    lookup: Lookup,
+    generation: i64,
+) -> Vec<Change> {
+    let mut planner = Planner {
+        kind,
+        generation,
+        objects: lookup.objects,
+        links: lookup
+            .links
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect(),
+        users: lookup.users,
+        groups: lookup.groups,
+        purged: Vec::new(),
+        changes: Vec::new(),
+    };
+    for object in objects {
+        planner.object(object);
+    }
+    planner.purge(lookup.purged_links);
+    planner.changes
+}
+
+/// Plans the end of a complete full round: whatever it did not report is gone from the
+/// tenant. Whether it still sits in deleted items is unknown, so it is marked restorable
+/// (soft); memberships the round did not report go.
+pub fn reconcile(kind: Kind, unseen: Unseen) -> Vec<Change> {
+    let objects = unseen.objects.into_iter().map(|(id, name)| Change::Delete {
+        kind,
+        id,
+        name,
+        removal: Removal::Soft,
+        reason: Reason::NotReported,
+        was_live: true,
+    });
+    let links = unseen
+        .links
+        .into_iter()
+        .map(|(group, member, member_type)| Change::RemoveMember {
+            group,
+            member,
+            member_type,
+            reason: Reason::NotReported,
+        });
+    objects.chain(links).collect()
+}
+
+/// Adds what `changes` do to `counts`.
+pub fn tally(changes: &[Change], counts: &mut Counts) {
+    for change in changes {
+        match change {
+            Change::Create { kind, .. } => *by_kind(counts, *kind).0 += 1,
+            Change::Update {
+                kind,
+                diff,
+                restored,
+                ..
+            } => {
+                let (_, updated, _, restored_count) = by_kind(counts, *kind);
+                if !diff.is_empty() {
+                    *updated += 1;
+                }
+                if *restored {
+                    *restored_count += 1;
+                }
+            }
+            Change::Delete {
+                kind,
+                was_live: true,
+                ..
+            } => *by_kind(counts, *kind).2 += 1,
+            Change::AddMember { .. } => counts.members_added += 1,
+            Change::RemoveMember { .. } => counts.members_removed += 1,
+            Change::Seen { .. } | Change::SeenMember { .. } | Change::Delete { .. } => {}
+        }
+    }
+}
+
+/// (created, updated, deleted, restored) of `kind`.
+fn by_kind(c: &mut Counts, kind: Kind) -> (&mut u64, &mut u64, &mut u64, &mut u64) {
+    match kind {
+        Kind::User => (
+            &mut c.users_created,
+            &mut c.users_updated,
+            &mut c.users_deleted,
+            &mut c.users_restored,
+        ),
+        Kind::Group => (
+            &mut c.groups_created,
+            &mut c.groups_updated,
+            &mut c.groups_deleted,
+            &mut c.groups_restored,
+        ),
+    }
+}
+
+struct Planner {
+    kind: Kind,
+    generation: i64,
+    /// Stored objects, as the changes planned so far leave them.
+    objects: HashMap<String, Known>,
+    /// Memberships the page names: `Some` while they exist, `None` once planned away.
+    /// A pair that is not here does not exist (the lookup read every pair the page names).
+    links: HashMap<(String, String), Option<KnownLink>>,
+    users: HashSet<String>,
+    groups: HashSet<String>,
+    /// Objects deleted permanently on this page, whose memberships go at its end.
+    purged: Vec<String>,
+    changes: Vec<Change>,
+}
+
+impl Planner {
+    fn object(&mut self, object: &DirectoryObject) {
+        match object.removed {
+            Some(removal) => self.remove(&object.id, removal),
+            None => {
+                self.upsert(object);
+                for member in object.members.iter().flatten() {
+                    self.membership(&object.id, member);
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, object: &DirectoryObject) {
+        let (kind, id, generation) = (self.kind, object.id.clone(), self.generation);
+        let Some(stored) = self.objects.get_mut(&id) else {
+            self.changes.push(Change::Create {
+                kind,
+                id: id.clone(),
+                attributes: object.props.clone(),
+            });
+            let known = Known {
+                attributes: object.props.clone(),
+                deletion: None,
+                seen_generation: generation,
+            };
+            self.objects.insert(id, known);
+            return;
+        };
+        let (merged, diff) = merge(&stored.attributes, &object.props);
+        let restored = stored.deletion.is_some();
+        if restored || merged != stored.attributes {
+            stored.attributes = merged.clone();
+            self.changes.push(Change::Update {
+                kind,
+                id,
+                attributes: merged,
+                diff,
+                restored,
+            });
+        } else if stored.seen_generation < generation {
+            self.changes.push(Change::Seen { kind, id });
+        }
+        stored.deletion = None;
+        stored.seen_generation = generation;
+    }
+
+    fn remove(&mut self, id: &str, removal: Removal) {
+        let Some(stored) = self.objects.get_mut(id) else {
+            return; // a removal for an object we never had is a no-op (3.7)
+        };
+        // Replays change nothing, and a permanent deletion is never softened.
+        let already = matches!(
+            (stored.deletion, removal),
+            (Some(Removal::Permanent), _) | (Some(Removal::Soft), Removal::Soft)
+        );
+        if !already {
+            self.changes.push(Change::Delete {
+                kind: self.kind,
+                id: id.to_owned(),
+                name: display_name(&stored.attributes),
+                removal,
+                reason: Reason::Removed,
+                was_live: stored.deletion.is_none(),
+            });
+            stored.deletion = Some(removal);
+        }
+        // Soft-deleted objects keep their memberships, hidden by the tombstone, because
+        // Graph will not report them again on restore (3.8). Permanent ones lose them.
+        if removal == Removal::Permanent {
+            self.purged.push(id.to_owned());
+        }
+    }
+
+    fn membership(&mut self, group: &str, member: &MemberChange) {
+        let key = (group.to_owned(), member.id.clone());
+        let existing = self.links.get(&key).cloned().flatten();
+        if member.removed {
+            if let Some(link) = existing {
+                self.changes.push(Change::RemoveMember {
+                    group: key.0.clone(),
+                    member: key.1.clone(),
+                    member_type: link.member_type,
+                    reason: Reason::Removed,
+                });
+                self.links.insert(key, None);
+            }
+            return;
+        }
+        let member_type = self.member_type(member);
+        let link = KnownLink {
+            member_type: member_type.clone(),
+            seen_generation: self.generation,
+        };
+        match existing {
+            None => self.changes.push(Change::AddMember {
+                group: key.0.clone(),
+                member: key.1.clone(),
+                member_type,
+            }),
+            Some(old) if old == link => return,
+            Some(_) => self.changes.push(Change::SeenMember {
+                group: key.0.clone(),
+                member: key.1.clone(),
+                member_type,
+            }),
+        }
+        self.links.insert(key, Some(link));
+    }
+
+    /// The member's type from its `@odata.type`; without one (not seen from Graph, but
+    /// cheap to survive), from what the database knows of the id.
+    fn member_type(&self, member: &MemberChange) -> String {
+        if member.kind != UNTYPED {
+            return member.kind.clone();
+        }
+        if self.users.contains(&member.id) {
+            Kind::User.entity().to_owned()
+        } else if self.groups.contains(&member.id)
+            || (self.kind == Kind::Group && self.objects.contains_key(&member.id))
+        {
+            Kind::Group.entity().to_owned()
+        } else {
+            member.kind.clone()
+        }
+    }
+
+    /// Drops the memberships of the objects this page deleted permanently: the stored ones
+    /// the page left in place, and those the page itself added.
+    fn purge(&mut self, stored: Vec<(String, String, String)>) {
+        if self.purged.is_empty() {
+            return;
+        }
+        let purged: HashSet<&str> = self.purged.iter().map(String::as_str).collect();
+        let involved = |(group, member): &(String, String)| {
+            purged.contains(group.as_str()) || purged.contains(member.as_str())
+        };
+        let mut gone: Vec<(String, String, String)> = Vec::new();
+        let mut taken = HashSet::new();
+        for (group, member, member_type) in stored {
+            let key = (group, member);
+            if !involved(&key) || matches!(self.links.get(&key), Some(None)) {
+                continue;
+            }
+            let member_type = match self.links.get(&key) {
+                Some(Some(link)) => link.member_type.clone(),
+                _ => member_type,
+            };
+            if taken.insert(key.clone()) {
+                gone.push((key.0, key.1, member_type));
+            }
+        }
+        let mut added: Vec<(String, String, String)> = self
+            .links
+            .iter()
+            .filter_map(|(key, link)| {
+                let link = link.as_ref()?;
+                (involved(key) && !taken.contains(key))
+                    .then(|| (key.0.clone(), key.1.clone(), link.member_type.clone()))
+            })
+            .collect();
+        added.sort();
+        gone.extend(added);
+        for (group, member, member_type) in gone {
+            self.links.insert((group.clone(), member.clone()), None);
+            self.changes.push(Change::RemoveMember {
+                group,
+                member,
+                member_type,
+                reason: Reason::Purged,
+            });
+        }
+    }
+}
+
+/// The name an operator knows an object by.
+pub fn display_name(attributes: &Map<String, Value>) -> Option<String> {
+    ["displayName", "userPrincipalName"]
+        .iter()
+        .find_map(|key| attributes.get(*key)?.as_str().map(str::to_owned))
+}
+
+/// Merges a delta payload into stored attributes: absent = unchanged, null = cleared, a
+/// value = set. Returns the merged attributes and the changes as
+/// `{"property": {"old": ..., "new": ...}}`.
+pub fn merge(
+    stored: &Map<String, Value>,
+    incoming: &Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>) {
+    let mut merged = stored.clone();
+    let mut changes = Map::new();
+    for (key, new) in incoming {
+        let old = stored.get(key);
+        let same = match old {
+            Some(old) => old == new,
+            None => new.is_null(),
+        };
+        if !same {
+            changes.insert(
+                key.clone(),
+                json!({ "old": old.cloned().unwrap_or(Value::Null), "new": new }),
+            );
+        }
+        merged.insert(key.clone(), new.clone());
+    }
+    (merged, changes)
+}
+
+#[cfg(test)]
+mod tests;
