@@ -157,6 +157,13 @@ impl Graph {
         );
         let body = match body {
             Ok(body) => body,
+            // The same link would send the same oversized body again: not transient.
+            Err(ureq::Error::BodyExceedsLimit(_)) if status == 200 => {
+                return Attempt::Fatal(GraphError::UnusablePage {
+                    resource,
+                    detail: format!("a body over {} MiB", http::BODY_LIMIT >> 20),
+                });
+            }
             Err(e) => {
                 return Attempt::Retry {
                     after: None,
@@ -168,7 +175,7 @@ impl Graph {
             }
         };
         if status == 200 {
-            return match parse_page(&body) {
+            return match parse_page(resource, &body) {
                 Ok(page) => Attempt::Page(page),
                 Err(e) => Attempt::Fatal(GraphError::UnusablePage {
                     resource,

@@ -1,10 +1,25 @@
 //! A delta page: parsed whole or refused whole.
+//!
+//! The parser is the boundary against whatever a server (or something posing as one) sends:
+//! it streams the body into typed parts, keeps only the selected properties, checks each one's
+//! type (`"accountEnabled": "false"` is refused, not stored as text that reads as enabled), and
+//! stops at [`MAX_OBJECTS`] objects and [`MAX_MEMBER_ENTRIES`] member entries, so a hostile
+//! page costs at most a bounded multiple of its (already limited) size in memory.
 
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+use super::Resource;
+
+/// Objects on one page beyond which the page is refused. Graph sends up to 200 (graph-protocol
+/// 3.5); the margin is wide because that figure is observed, not documented.
+pub const MAX_OBJECTS: usize = 5_000;
+/// `members@delta` entries on one page (all its groups together) beyond which the page is
+/// refused. Graph's cap is about 500 link objects per page (3.5, unconfirmed).
+pub const MAX_MEMBER_ENTRIES: usize = 20_000;
 
 /// One page of a delta round.
 #[derive(Debug)]
@@ -57,38 +72,169 @@ pub struct MemberChange {
     pub kind: String,
     pub removed: bool,
 }
-/// Parses a delta page. Exactly one of nextLink and deltaLink must be present.
-pub fn parse_page(body: &[u8]) -> Result<Page, String> {
-    #[derive(Deserialize)]
-    struct RawPage {
-        #[serde(rename = "@odata.nextLink")]
-        next_link: Option<String>,
-        #[serde(rename = "@odata.deltaLink")]
-        delta_link: Option<String>,
-        value: Option<Vec<DirectoryObject>>,
-    }
-    let raw: RawPage = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-    let objects = raw.value.ok_or("no \"value\" array")?;
-    let next = match (raw.next_link, raw.delta_link) {
-        (Some(next), None) => Next::More(next),
-        (None, Some(delta)) => Next::Done(delta),
-        (Some(_), Some(_)) => return Err("both a nextLink and a deltaLink".into()),
-        (None, None) => return Err("neither a nextLink nor a deltaLink".into()),
-    };
-    Ok(Page { objects, next })
+/// The JSON type a selected property must have (`null` is always allowed: cleared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PropType {
+    Text,
+    Bool,
+    TextList,
 }
 
-/// Reads an object straight into its typed parts, keeping absent and null apart and skipping
-/// annotations other than `@removed` and `members@delta`.
-impl<'de> Deserialize<'de> for DirectoryObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ObjectVisitor)
+/// The type of a property in `resource`'s `$select` list; `None` for anything not selected
+/// (skipped: only selected properties are tracked, SCHEMA.md `attributes`). `id` and the
+/// `members` relationship are read separately.
+fn prop_type(resource: Resource, name: &str) -> Option<PropType> {
+    match (resource, name) {
+        (Resource::Users, "accountEnabled") => Some(PropType::Bool),
+        (
+            Resource::Users,
+            "displayName" | "userPrincipalName" | "mail" | "givenName" | "surname" | "userType"
+            | "jobTitle" | "department",
+        ) => Some(PropType::Text),
+        (Resource::Groups, "mailEnabled" | "securityEnabled") => Some(PropType::Bool),
+        (Resource::Groups, "groupTypes") => Some(PropType::TextList),
+        (Resource::Groups, "displayName" | "description" | "mail" | "mailNickname") => {
+            Some(PropType::Text)
+        }
+        _ => None,
     }
 }
 
-struct ObjectVisitor;
+/// Parses a `resource` delta page. Exactly one of nextLink and deltaLink must be present; the
+/// error says what is wrong (it may quote the body: pass it through `http::server_text`).
+pub fn parse_page(resource: Resource, body: &[u8]) -> Result<Page, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let page = PageSeed { resource }
+        .deserialize(&mut deserializer)
+        .map_err(|e| format!("invalid page: {e}"))?;
+    deserializer
+        .end()
+        .map_err(|e| format!("invalid page: {e}"))?;
+    page
+}
 
-impl<'de> Visitor<'de> for ObjectVisitor {
+struct PageSeed {
+    resource: Resource,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed {
+    /// The outer error is JSON (with its position), the inner one the page's shape.
+    type Value = Result<Page, String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed {
+    type Value = Result<Page, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a delta page (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut next_link: Option<String> = None;
+        let mut delta_link: Option<String> = None;
+        let mut objects: Option<Vec<DirectoryObject>> = None;
+        let mut members = 0;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "@odata.nextLink" => once(&mut next_link, map.next_value()?, &key)?,
+                "@odata.deltaLink" => once(&mut delta_link, map.next_value()?, &key)?,
+                "value" => {
+                    let seed = ObjectsSeed {
+                        resource: self.resource,
+                        members: &mut members,
+                    };
+                    once(&mut objects, map.next_value_seed(seed)?, &key)?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(objects) = objects else {
+            return Ok(Err("no \"value\" array".into()));
+        };
+        let next = match (next_link, delta_link) {
+            (Some(next), None) => Next::More(next),
+            (None, Some(delta)) => Next::Done(delta),
+            (Some(_), Some(_)) => return Ok(Err("both a nextLink and a deltaLink".into())),
+            (None, None) => return Ok(Err("neither a nextLink nor a deltaLink".into())),
+        };
+        Ok(Ok(Page { objects, next }))
+    }
+}
+
+/// Stores a page- or object-level field, refusing a second one: which of two would count is
+/// up to the reader, and readers must not disagree about a page.
+fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::custom(format!("duplicate {key:?}")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+struct ObjectsSeed<'a> {
+    resource: Resource,
+    /// Member entries read so far on this page.
+    members: &'a mut usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectsSeed<'_> {
+    type Value = Vec<DirectoryObject>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectsSeed<'_> {
+    type Value = Vec<DirectoryObject>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("\"value\" to be an array of directory objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut objects = Vec::new();
+        loop {
+            let seed = ObjectSeed {
+                resource: self.resource,
+                members: &mut *self.members,
+            };
+            let Some(object) = seq.next_element_seed(seed)? else {
+                return Ok(objects);
+            };
+            if objects.len() == MAX_OBJECTS {
+                return Err(de::Error::custom(format!(
+                    "more than {MAX_OBJECTS} objects on one page"
+                )));
+            }
+            objects.push(object);
+        }
+    }
+}
+
+/// Reads an object straight into its typed parts, keeping absent and null apart, keeping only
+/// the selected properties (type-checked), and skipping annotations other than `@removed` and
+/// `members@delta`.
+struct ObjectSeed<'a> {
+    resource: Resource,
+    members: &'a mut usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = DirectoryObject;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
     type Value = DirectoryObject;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -102,21 +248,27 @@ impl<'de> Visitor<'de> for ObjectVisitor {
         let mut members: Option<Vec<MemberChange>> = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "id" => id = Some(map.next_value::<String>()?),
-                "@removed" => removed = Some(map.next_value::<RemovedAnnotation>()?.into()),
+                "id" => once(&mut id, map.next_value::<String>()?, &key)?,
+                "@removed" => {
+                    let annotation = map.next_value::<RemovedAnnotation>()?.into();
+                    once(&mut removed, annotation, &key)?;
+                }
                 "members@delta" => {
-                    let list = map
-                        .next_value::<Option<Vec<MemberChange>>>()?
-                        .unwrap_or_default();
+                    let seed = MembersSeed {
+                        members: &mut *self.members,
+                    };
+                    let list = map.next_value_seed(seed)?.unwrap_or_default();
                     members.get_or_insert_with(Vec::new).extend(list);
                 }
-                k if k.contains('@') => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                _ => {
-                    let value = map.next_value::<Value>()?;
-                    props.insert(key.into_owned(), value);
-                }
+                name => match prop_type(self.resource, name) {
+                    Some(ty) => {
+                        let value = map.next_value_seed(PropSeed { name, ty })?;
+                        props.insert(name.to_owned(), value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                },
             }
         }
         let id = id.ok_or_else(|| de::Error::missing_field("id"))?;
@@ -129,6 +281,109 @@ impl<'de> Visitor<'de> for ObjectVisitor {
             props,
             members,
         })
+    }
+}
+
+/// One selected property, checked against its type.
+struct PropSeed<'a> {
+    name: &'a str,
+    ty: PropType,
+}
+
+impl<'de> DeserializeSeed<'de> for PropSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PropSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let ty = match self.ty {
+            PropType::Text => "a string",
+            PropType::Bool => "true or false",
+            PropType::TextList => "an array of strings",
+        };
+        write!(f, "{} to be {ty} or null", self.name)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        match self.ty {
+            PropType::Bool => Ok(Value::Bool(v)),
+            _ => Err(de::Error::invalid_type(de::Unexpected::Bool(v), &self)),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        match self.ty {
+            PropType::Text => Ok(Value::String(v.to_owned())),
+            _ => Err(de::Error::invalid_type(de::Unexpected::Str(v), &self)),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        if self.ty != PropType::TextList {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        }
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<String>()? {
+            items.push(Value::String(item));
+        }
+        Ok(Value::Array(items))
+    }
+}
+
+/// `members@delta`: a list (or `null`, read as no changes), counted against the page's cap.
+struct MembersSeed<'a> {
+    members: &'a mut usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MembersSeed<'_> {
+    type Value = Option<Vec<MemberChange>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MembersSeed<'_> {
+    type Value = Option<Vec<MemberChange>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("members@delta to be an array of member entries or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some(member) = seq.next_element::<MemberChange>()? {
+            *self.members += 1;
+            if *self.members > MAX_MEMBER_ENTRIES {
+                return Err(de::Error::custom(format!(
+                    "more than {MAX_MEMBER_ENTRIES} member entries on one page"
+                )));
+            }
+            list.push(member);
+        }
+        Ok(Some(list))
     }
 }
 
@@ -180,9 +435,24 @@ impl<'de> Deserialize<'de> for MemberChange {
 mod tests {
     use super::*;
 
+    fn users(body: &[u8]) -> Result<Page, String> {
+        parse_page(Resource::Users, body)
+    }
+
+    fn groups(body: &[u8]) -> Result<Page, String> {
+        parse_page(Resource::Groups, body)
+    }
+
+    fn err(resource: Resource, body: &str) -> String {
+        match parse_page(resource, body.as_bytes()) {
+            Ok(page) => panic!("accepted: {page:?}"),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn page_keeps_absent_and_null_apart() {
-        let page = parse_page(
+        let page = users(
             br#"{"@odata.context":"x","@odata.deltaLink":"https://g/v1.0/users/delta?$deltatoken=a",
             "value":[{"id":"u1","displayName":"Cy","mail":null,"manager@delta":[]},
                      {"id":"u2","@removed":{"reason":"changed"}},
@@ -201,7 +471,7 @@ mod tests {
         assert_eq!(page.objects[1].removed, Some(Removal::Soft));
         assert_eq!(page.objects[2].removed, Some(Removal::Permanent));
         // An unknown or missing reason is read as restorable, never as a purge.
-        let page = parse_page(
+        let page = users(
             br#"{"@odata.nextLink":"n","value":[{"id":"u4","@removed":{}},
             {"id":"u5","@removed":{"reason":"archived"}}]}"#,
         )
@@ -215,7 +485,7 @@ mod tests {
 
     #[test]
     fn members_delta_is_typed() {
-        let page = parse_page(
+        let page = groups(
             br##"{"@odata.nextLink":"n","value":[{"id":"g1","displayName":"All",
             "members@delta":[{"@odata.type":"#microsoft.graph.user","id":"u1"},
             {"@odata.type":"#microsoft.graph.group","id":"g2"},
@@ -233,14 +503,210 @@ mod tests {
 
     #[test]
     fn broken_pages_are_rejected_whole() {
-        assert!(parse_page(br#"{"value":[{"id":"u1"}]"#).is_err());
-        assert!(parse_page(br#"{"value":[{"id":"u1"}]}"#).is_err());
-        assert!(
-            parse_page(br#"{"@odata.nextLink":"a","@odata.deltaLink":"b","value":[]}"#).is_err()
+        assert!(users(br#"{"value":[{"id":"u1"}]"#).is_err());
+        assert!(users(br#"{"value":[{"id":"u1"}]}"#).is_err());
+        assert!(users(br#"{"@odata.nextLink":"a","@odata.deltaLink":"b","value":[]}"#).is_err());
+        assert!(users(br#"{"@odata.nextLink":"a","value":[{"displayName":"no id"}]}"#).is_err());
+        assert!(users(br#"<html>gateway</html>"#).is_err());
+    }
+
+    #[test]
+    fn pages_are_refused_for_a_duplicate_link_value_or_id() {
+        let e = err(
+            Resource::Users,
+            r#"{"@odata.nextLink":"a","@odata.nextLink":"b","value":[]}"#,
         );
-        assert!(
-            parse_page(br#"{"@odata.nextLink":"a","value":[{"displayName":"no id"}]}"#).is_err()
+        assert!(e.contains("duplicate \"@odata.nextLink\""), "{e}");
+        let e = err(
+            Resource::Users,
+            r#"{"@odata.nextLink":"a","value":[],"value":[{"id":"u"}]}"#,
         );
-        assert!(parse_page(br#"<html>gateway</html>"#).is_err());
+        assert!(e.contains("duplicate \"value\""), "{e}");
+        let e = err(
+            Resource::Users,
+            r#"{"@odata.nextLink":"a","value":[{"id":"u1","id":"u2"}]}"#,
+        );
+        assert!(e.contains("duplicate \"id\""), "{e}");
+        let e = err(
+            Resource::Users,
+            r#"{"@odata.nextLink":"a","value":[]} trailing"#,
+        );
+        assert!(e.contains("trailing"), "{e}");
+    }
+
+    /// Issue 7 item 11: a selected property of the wrong type refuses the page whole.
+    #[test]
+    fn typed_properties_are_type_checked() {
+        let page = |resource, object: &str| {
+            parse_page(
+                resource,
+                format!(
+                    r#"{{"@odata.nextLink":"n","value":[{{"id":"x1"}},{{"id":"x2",{object}}}]}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        for (resource, object, expected) in [
+            (
+                Resource::Users,
+                r#""accountEnabled":"false""#,
+                "accountEnabled to be true or false or null",
+            ),
+            (
+                Resource::Users,
+                r#""accountEnabled":0"#,
+                "accountEnabled to be true or false",
+            ),
+            (
+                Resource::Users,
+                r#""accountEnabled":{"value":false}"#,
+                "accountEnabled to be true",
+            ),
+            (
+                Resource::Users,
+                r#""displayName":false"#,
+                "displayName to be a string or null",
+            ),
+            (
+                Resource::Users,
+                r#""userPrincipalName":["a@b"]"#,
+                "userPrincipalName to be a string",
+            ),
+            (Resource::Users, r#""mail":12"#, "mail to be a string"),
+            (
+                Resource::Groups,
+                r#""securityEnabled":"true""#,
+                "securityEnabled to be true or false",
+            ),
+            (
+                Resource::Groups,
+                r#""mailEnabled":1"#,
+                "mailEnabled to be true or false",
+            ),
+            (
+                Resource::Groups,
+                r#""groupTypes":"Unified""#,
+                "groupTypes to be an array of strings",
+            ),
+            (Resource::Groups, r#""groupTypes":[1]"#, "a string"),
+            (Resource::Groups, r#""groupTypes":[null]"#, "a string"),
+            (
+                Resource::Groups,
+                r#""description":{}"#,
+                "description to be a string",
+            ),
+            (
+                Resource::Groups,
+                r#""members@delta":{"id":"u1"}"#,
+                "members@delta to be an array",
+            ),
+            (
+                Resource::Groups,
+                r#""members@delta":[{"id":7}]"#,
+                "invalid type",
+            ),
+        ] {
+            let e = page(resource, object).unwrap_err();
+            assert!(e.contains(expected), "{object}: {e}");
+        }
+        // The right types, and null for each, are accepted.
+        let ok = page(
+            Resource::Users,
+            r#""accountEnabled":false,"displayName":"A","mail":null,"jobTitle":null"#,
+        )
+        .unwrap();
+        assert_eq!(ok.objects[1].props["accountEnabled"], Value::Bool(false));
+        assert_eq!(ok.objects[1].props["mail"], Value::Null);
+        let ok = page(
+            Resource::Groups,
+            r#""securityEnabled":true,"mailEnabled":null,"groupTypes":["Unified"],"members@delta":null"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.objects[1].props["groupTypes"],
+            serde_json::json!(["Unified"])
+        );
+        assert_eq!(ok.objects[1].members, Some(vec![]));
+    }
+
+    /// Only selected properties are kept: the rest is neither stored nor held in memory.
+    #[test]
+    fn unselected_properties_are_skipped_whatever_their_shape() {
+        let page = users(
+            br#"{"@odata.nextLink":"n","value":[{"id":"u1","displayName":"A",
+            "aboutMe":[[[[{"deep":1}]]]],"securityEnabled":"not a user property","skills":null}]}"#,
+        )
+        .unwrap();
+        let keys: Vec<&String> = page.objects[0].props.keys().collect();
+        assert_eq!(keys, ["displayName"]);
+    }
+
+    /// Every property in the `$select` lists has a type, and nothing else does.
+    #[test]
+    fn every_selected_property_is_typed() {
+        for resource in Resource::ALL {
+            for name in resource.select().split(',') {
+                let typed = prop_type(resource, name).is_some();
+                assert_eq!(
+                    typed,
+                    !matches!(name, "id" | "members"),
+                    "{resource} {name}"
+                );
+            }
+            for name in [
+                "accountEnabled",
+                "securityEnabled",
+                "groupTypes",
+                "jobTitle",
+            ] {
+                if prop_type(resource, name).is_some() {
+                    assert!(
+                        resource.select().split(',').any(|n| n == name),
+                        "{resource} {name}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Issue 7 item 7: a page of many tiny objects or member entries stops at the caps.
+    #[test]
+    fn objects_and_member_entries_per_page_are_capped() {
+        let objects = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!(r#"{{"id":"u{i}"}}"#)).collect();
+            format!(r#"{{"@odata.nextLink":"n","value":[{}]}}"#, list.join(","))
+        };
+        assert_eq!(
+            users(objects(MAX_OBJECTS).as_bytes())
+                .unwrap()
+                .objects
+                .len(),
+            MAX_OBJECTS
+        );
+        let e = err(Resource::Users, &objects(MAX_OBJECTS + 1));
+        assert!(
+            e.contains(&format!("more than {MAX_OBJECTS} objects")),
+            "{e}"
+        );
+
+        let entries = |groups: usize, each: usize| {
+            let member = r##"{"@odata.type":"#microsoft.graph.user","id":"m"}"##;
+            let list = vec![member; each].join(",");
+            let groups: Vec<String> = (0..groups)
+                .map(|g| format!(r#"{{"id":"g{g}","members@delta":[{list}]}}"#))
+                .collect();
+            format!(
+                r#"{{"@odata.nextLink":"n","value":[{}]}}"#,
+                groups.join(",")
+            )
+        };
+        let ok = groups(entries(4, MAX_MEMBER_ENTRIES / 4).as_bytes()).unwrap();
+        assert_eq!(ok.objects.len(), 4);
+        // Counted over the page, not per group.
+        let e = err(Resource::Groups, &entries(4, MAX_MEMBER_ENTRIES / 4 + 1));
+        assert!(
+            e.contains(&format!("more than {MAX_MEMBER_ENTRIES} member entries")),
+            "{e}"
+        );
     }
 }

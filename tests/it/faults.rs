@@ -643,3 +643,44 @@ fn server_error_text_cannot_forge_log_lines() {
         );
     }
 }
+
+/// Issue 7 item 11: `"accountEnabled": "false"` (a string) used to be stored as text, which
+/// counts as enabled, and the user joined the team. A page with a wrong type is refused whole.
+#[test]
+fn a_typed_property_of_the_wrong_type_refuses_the_page() {
+    let env = TestEnv::new();
+    tenant(&env, 3);
+    env.sync();
+    assert_eq!(env.team().len(), 3);
+    {
+        let mut t = env.sim.tenant();
+        let mut props = user_props("Mallory");
+        props["accountEnabled"] = serde_json::json!("false");
+        t.add_user(&u(20), props);
+        t.add_member(&g(1), &u(20), MemberKind::User);
+        t.update_user(&u(1), serde_json::json!({"jobTitle": "Lead"}));
+    }
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("accountEnabled to be true or false or null"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing of the page is applied: not the string, not the other user's change.
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM users WHERE id = '{}'",
+            u(20)
+        )),
+        0
+    );
+    assert_eq!(
+        env.strings(&format!(
+            "SELECT json_extract(attributes, '$.jobTitle') FROM users WHERE id = '{}'",
+            u(1)
+        )),
+        vec!["Engineer"]
+    );
+    assert!(!env.team().contains(&u(20)));
+}
