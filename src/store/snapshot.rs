@@ -16,7 +16,7 @@ impl Store {
     /// Writes one consistent snapshot of the database into `to`, a new file created with
     /// mode 0600. Reads only: works on a read-only handle, while another process writes.
     pub fn snapshot_into(&self, to: &Path) -> Result<()> {
-        create_private(to)?;
+        health::prepare_file(to)?;
         let target = to.to_string_lossy().into_owned();
         self.conn
             .execute("VACUUM INTO ?1", [target])
