@@ -25,9 +25,13 @@ use crate::watch::{self, Event};
 /// Delta links die after about 7 days unused (graph-protocol.md 3.4): whatever the interval,
 /// a pass runs at least this often to keep them alive.
 const KEEPALIVE: Duration = Duration::from_secs(24 * 60 * 60);
-/// File events come in bursts (write, rename, chmod); they are collected this long.
-const DEBOUNCE: Duration = Duration::from_millis(250);
-const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
+/// An edited file is applied once its content has stayed the same this long (each change
+/// restarts the wait), so a writer that pauses half-way is not read half-way.
+const DEBOUNCE: Duration = Duration::from_secs(1);
+/// A file still changing after this long is not applied now; its next event tries again.
+const SETTLE_MAX: Duration = Duration::from_secs(15);
+/// How often the content is compared while it settles.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 /// The main loop wakes at least this often to beat the watchdog heartbeat.
 const TICK: Duration = Duration::from_secs(1);
 /// How often a due pass looks whether the stopped pass's fetchers have ended.
@@ -191,31 +195,55 @@ impl Daemon {
             }
             Event::Reload => self.reload("SIGHUP"),
             Event::FileChanged => {
-                self.debounce();
-                self.reload("the file changed");
+                if self.settle() {
+                    self.reload("the file changed");
+                }
             }
         }
     }
 
-    /// Swallows the rest of a burst of file events; a signal in the burst is handled after.
-    /// The burst ends after DEBOUNCE without a file event (each one restarts the wait), or
-    /// after DEBOUNCE_MAX at the latest, so a slow writer is not read half-way.
-    fn debounce(&mut self) {
+    /// Waits until the watched files' contents have stayed the same for DEBOUNCE, swallowing
+    /// the burst of file events meanwhile; signals that come in are handled after. False
+    /// when they kept changing for SETTLE_MAX (or a stop came): then nothing is applied now.
+    fn settle(&mut self) -> bool {
         let started = Instant::now();
-        let mut quiet_until = started + DEBOUNCE;
+        let mut last = contents(&self.watched);
+        let mut stable_since = Instant::now();
         let mut other = Vec::new();
-        while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
-            match self.events.recv_timeout(left) {
-                Ok(Event::FileChanged) => {
-                    quiet_until = (Instant::now() + DEBOUNCE).min(started + DEBOUNCE_MAX);
+        let settled = loop {
+            self.heartbeat.beat();
+            let left = (stable_since + DEBOUNCE).saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break true;
+            }
+            match self.events.recv_timeout(left.min(SETTLE_POLL)) {
+                Ok(Event::FileChanged) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    other.push(Event::Shutdown);
+                    break false;
                 }
                 Ok(event) => other.push(event),
-                Err(_) => break,
             }
-        }
+            let now = contents(&self.watched);
+            if now != last {
+                last = now;
+                stable_since = Instant::now();
+            }
+            if started.elapsed() >= SETTLE_MAX {
+                log::warn!(
+                    "daemon: {} kept changing for {}s; not applied until it stays the same for \
+                     {}s (save by writing a new file and renaming it over the old one)",
+                    self.config.path.display(),
+                    SETTLE_MAX.as_secs(),
+                    DEBOUNCE.as_secs()
+                );
+                break false;
+            }
+        };
         for event in other {
             let _ = self.sender.send(event);
         }
+        settled
     }
 
     fn pass(&mut self) {
@@ -369,6 +397,9 @@ impl Daemon {
     }
 
     fn apply(&mut self, mut new: Config, why: &str) {
+        // Before the comparison: a symbolic link pointed at another file with the same
+        // content changes no setting, but the file to watch.
+        self.watch(&new);
         if new == self.config {
             log::debug!("daemon: reload ({why}): nothing changed");
             return;
@@ -387,16 +418,6 @@ impl Daemon {
             // are not reused (sync::Round::plan compares them).
             log::info!("daemon: credentials or endpoints changed, signing in again");
             self.graph = Graph::connect(&new, &self.interrupt);
-        }
-        let files = watched_files(&new);
-        if files != self.watched {
-            match watch::files(&files, self.sender.clone(), self.interrupt.clone()) {
-                Ok(watcher) => {
-                    self._watcher = watcher;
-                    self.watched = files;
-                }
-                Err(e) => log::warn!("daemon: cannot watch the new secret file: {e}"),
-            }
         }
         let mapping_changed = new.mapping != self.config.mapping;
         let switched_on = new.sync.enabled && !self.config.sync.enabled;
@@ -425,6 +446,27 @@ impl Daemon {
         }
         if mapping_changed {
             self.recompute_team();
+        }
+    }
+
+    /// Watches `config`'s files (and link targets) if they are not the ones watched.
+    fn watch(&mut self, config: &Config) {
+        let files = watched_files(config);
+        if files != self.watched {
+            match watch::files(&files, self.sender.clone(), self.interrupt.clone()) {
+                Ok(watcher) => {
+                    self._watcher = watcher;
+                    self.watched = files;
+                }
+                Err(e) => log::warn!(
+                    "daemon: cannot watch {}: {e}",
+                    files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
         }
     }
 
@@ -503,13 +545,27 @@ impl Daemon {
     }
 }
 
-/// The files whose edits trigger a reload: the config, and the secret file if there is one.
+/// The files whose edits trigger a reload: the config, and the secret file if there is one,
+/// and for each that is a symbolic link its target too (an edit of the target changes
+/// nothing in the link's directory).
 fn watched_files(config: &Config) -> Vec<PathBuf> {
     let mut files = vec![config.path.clone()];
     if let SecretSource::File(path) = &config.entra.secret_source {
         files.push(path.clone());
     }
+    let targets: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| f.is_symlink())
+        .filter_map(|f| std::fs::canonicalize(f).ok())
+        .collect();
+    files.extend(targets);
     files
+}
+
+/// What the watched files hold now (`None` for one that cannot be read), to tell when an
+/// edit has settled.
+fn contents(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files.iter().map(|f| std::fs::read(f).ok()).collect()
 }
 
 /// What makes two failure messages "the same failure": the message without the parts that

@@ -288,17 +288,17 @@ fn sighup_reloads_the_config_now() {
     let env = TestEnv::new();
     tenant(&env);
     set_interval(&env, "1h");
-    let real = env.dir.path().join("managed").join("config.toml");
-    std::fs::create_dir(real.parent().unwrap()).unwrap();
-    std::fs::rename(&env.config, &real).unwrap();
-    std::os::unix::fs::symlink(&real, &env.config).unwrap();
+    // A hard link in another directory: writing through it changes the config without an
+    // event in the config's directory, so only the signal can make the daemon read it.
+    let other = env.dir.path().join("managed").join("config.toml");
+    std::fs::create_dir(other.parent().unwrap()).unwrap();
+    std::fs::hard_link(&env.config, &other).unwrap();
 
     let mut d = Daemon::start(&env);
     d.passes(1, SLOW);
     assert_eq!(env.team(), vec![u(1), u(2)]);
-    // Written through the symlink, in the other directory.
-    let text = std::fs::read_to_string(&real).unwrap();
-    std::fs::write(&real, text.replace("\"Engineering\"", "\"Sales\"")).unwrap();
+    let text = std::fs::read_to_string(&other).unwrap();
+    std::fs::write(&other, text.replace("\"Engineering\"", "\"Sales\"")).unwrap();
     d.signal("HUP");
     d.until("the reload", SOON, |d| {
         d.log().contains("reloading the configuration (SIGHUP)")
@@ -1131,4 +1131,97 @@ fn a_reader_holding_a_transaction_is_reported_and_the_wal_emptied_after() {
         status_json(&env)["wal_bytes"] == 0
     });
     assert_eq!(d.count("holds a read transaction open"), 1, "{}", d.log());
+}
+
+/// Issue 7.13: with the config a symbolic link into another directory, edits of the target
+/// (in place and by rename there) are seen, and so is pointing the link at another file.
+#[test]
+fn a_symlinked_config_follows_edits_of_its_target() {
+    let env = TestEnv::new();
+    tenant(&env);
+    set_interval(&env, "1h");
+    let managed = env.dir.path().join("managed");
+    std::fs::create_dir(&managed).unwrap();
+    let real = managed.join("config.toml");
+    std::fs::rename(&env.config, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &env.config).unwrap();
+
+    let mut d = Daemon::start(&env);
+    d.passes(1, SLOW);
+    assert_eq!(env.team(), vec![u(1), u(2)]);
+    let text = std::fs::read_to_string(&real).unwrap();
+    std::fs::write(&real, text.replace("\"Engineering\"", "\"Sales\"")).unwrap();
+    d.until("the target edited in place", SOON, |_| {
+        env.team() == vec![u(3)]
+    });
+
+    let temp = managed.join("config.toml.new");
+    std::fs::write(&temp, &text).unwrap();
+    std::fs::rename(&temp, &real).unwrap();
+    d.until("the target replaced by rename", SOON, |_| {
+        env.team() == vec![u(1), u(2)]
+    });
+
+    // The link now points at another file: that file is followed from then on.
+    let second = managed.join("second.toml");
+    std::fs::write(&second, &text).unwrap();
+    let link = env.dir.path().join("config.toml.link");
+    std::os::unix::fs::symlink(&second, &link).unwrap();
+    std::fs::rename(&link, &env.config).unwrap();
+    d.until("the reload of the retargeted link", SOON, |d| {
+        d.count("nothing changed") >= 1
+    });
+    std::fs::write(&second, text.replace("\"Engineering\"", "\"Sales\"")).unwrap();
+    d.until("the new target edited", SOON, |_| env.team() == vec![u(3)]);
+    assert!(
+        d.log()
+            .contains("reloading the configuration (the file changed)"),
+        "{}",
+        d.log()
+    );
+}
+
+/// Issue 7.12: a config rewritten in place by a writer that pauses half-way is applied only
+/// once its content has stayed the same for the debounce period: the half that drops the
+/// mapping's groups (a valid file with an empty team) is never applied, so no member leaves
+/// the team and only the whole edit's one addition is audited.
+#[test]
+fn a_config_written_in_place_with_a_pause_is_applied_whole() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    tenant(&env);
+    set_interval(&env, "1h");
+    let mut d = Daemon::start(&env);
+    d.passes(1, SLOW);
+    assert_eq!(env.team(), vec![u(1), u(2)]);
+
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("[\"Engineering\"]", "[\"Engineering\", \"Sales\"]");
+    let cut = text.find("groups = ").unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&env.config)
+        .unwrap();
+    file.write_all(&text.as_bytes()[..cut]).unwrap();
+    file.sync_data().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    file.write_all(&text.as_bytes()[cut..]).unwrap();
+    drop(file);
+
+    d.until("the whole edit", SOON, |_| {
+        env.team() == vec![u(1), u(2), u(3)]
+    });
+    let team_events = env.strings(
+        "SELECT action || ' ' || entity_id FROM audit_events WHERE entity = 'team' \
+         AND run_id > (SELECT min(id) FROM sync_runs) ORDER BY id",
+    );
+    assert_eq!(team_events, vec![format!("added {}", u(3))], "{}", d.log());
+    assert_eq!(
+        d.count("reloading the configuration (the file changed)"),
+        1,
+        "{}",
+        d.log()
+    );
 }
