@@ -8,9 +8,10 @@ use crate::origin::Origin;
 
 /// Largest body accepted from the token endpoint or Graph, after decompression. The largest
 /// real delta page is a few hundred KiB (200 users, or one group with 500 member links:
-/// graph-protocol.md 3.5), so 8 MiB is a wide margin; together with the page parser's caps it
-/// keeps the few pages in flight far below the unit's `MemoryMax`.
-pub const BODY_LIMIT: u64 = 8 * 1024 * 1024;
+/// graph-protocol.md 3.5), so 4 MiB is a wide margin; together with the page parser's caps it
+/// keeps the few pages in flight (the channel's and each fetch thread's) far below the unit's
+/// `MemoryMax`.
+pub const BODY_LIMIT: u64 = 4 * 1024 * 1024;
 /// No server-supplied wait is honoured beyond this; a longer one is treated as this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 

@@ -20,6 +20,9 @@ pub const MAX_OBJECTS: usize = 5_000;
 /// `members@delta` entries on one page (all its groups together) beyond which the page is
 /// refused. Graph's cap is about 500 link objects per page (3.5, unconfirmed).
 pub const MAX_MEMBER_ENTRIES: usize = 20_000;
+/// Longest id or text property, in bytes. Graph's are far shorter (ids are GUIDs, a
+/// description is at most 1,024 characters); a longer one is not a directory object.
+pub const MAX_TEXT: usize = 16 * 1024;
 
 /// One page of a delta round.
 #[derive(Debug)]
@@ -248,7 +251,11 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
         let mut members: Option<Vec<MemberChange>> = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "id" => once(&mut id, map.next_value::<String>()?, &key)?,
+                "id" => once(
+                    &mut id,
+                    checked_text(map.next_value::<String>()?, "id")?,
+                    &key,
+                )?,
                 "@removed" => {
                     let annotation = map.next_value::<RemovedAnnotation>()?.into();
                     once(&mut removed, annotation, &key)?;
@@ -323,7 +330,7 @@ impl<'de> Visitor<'de> for PropSeed<'_> {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         match self.ty {
-            PropType::Text => Ok(Value::String(v.to_owned())),
+            PropType::Text => Ok(Value::String(checked_text(v.to_owned(), self.name)?)),
             _ => Err(de::Error::invalid_type(de::Unexpected::Str(v), &self)),
         }
     }
@@ -334,10 +341,21 @@ impl<'de> Visitor<'de> for PropSeed<'_> {
         }
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<String>()? {
-            items.push(Value::String(item));
+            items.push(Value::String(checked_text(item, self.name)?));
         }
         Ok(Value::Array(items))
     }
+}
+
+/// `text` if it is at most [`MAX_TEXT`] bytes long.
+fn checked_text<E: de::Error>(text: String, name: &str) -> Result<String, E> {
+    if text.len() > MAX_TEXT {
+        return Err(E::custom(format!(
+            "{name} is {} bytes long, more than {MAX_TEXT}",
+            text.len()
+        )));
+    }
+    Ok(text)
 }
 
 /// `members@delta`: a list (or `null`, read as no changes), counted against the page's cap.
@@ -424,7 +442,7 @@ impl<'de> Deserialize<'de> for MemberChange {
             None => "unknown".to_owned(),
         };
         Ok(MemberChange {
-            id: raw.id,
+            id: checked_text(raw.id, "a member id")?,
             kind,
             removed: raw.removed.is_some(),
         })
@@ -708,5 +726,31 @@ mod tests {
             e.contains(&format!("more than {MAX_MEMBER_ENTRIES} member entries")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ids_and_texts_are_capped() {
+        let long = "x".repeat(MAX_TEXT + 1);
+        let fits = "x".repeat(MAX_TEXT);
+        let page = |object: String| format!(r#"{{"@odata.nextLink":"n","value":[{object}]}}"#);
+        for (resource, object) in [
+            (Resource::Users, format!(r#"{{"id":"{long}"}}"#)),
+            (
+                Resource::Users,
+                format!(r#"{{"id":"u","displayName":"{long}"}}"#),
+            ),
+            (
+                Resource::Groups,
+                format!(r#"{{"id":"g","groupTypes":["{long}"]}}"#),
+            ),
+            (
+                Resource::Groups,
+                format!(r#"{{"id":"g","members@delta":[{{"id":"{long}"}}]}}"#),
+            ),
+        ] {
+            let e = err(resource, &page(object));
+            assert!(e.contains(&format!("more than {MAX_TEXT}")), "{e}");
+        }
+        assert!(users(page(format!(r#"{{"id":"u","displayName":"{fits}"}}"#)).as_bytes()).is_ok());
     }
 }

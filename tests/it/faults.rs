@@ -684,3 +684,104 @@ fn a_typed_property_of_the_wrong_type_refuses_the_page() {
     );
     assert!(!env.team().contains(&u(20)));
 }
+
+/// Peak resident memory (VmHWM) of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A page body of `value` entries made by `entry(i)`, about `bytes` long, with a nextLink on
+/// the simulator.
+fn hostile_page(env: &TestEnv, bytes: usize, entry: impl Fn(usize) -> String) -> Vec<u8> {
+    let mut body = format!(
+        r#"{{"@odata.nextLink":"{}/v1.0/users/delta?$skiptoken=hostile","value":["#,
+        env.sim.url()
+    );
+    let mut i = 0;
+    while body.len() < bytes {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&entry(i));
+        i += 1;
+    }
+    body.push_str("]}");
+    body.into_bytes()
+}
+
+/// Issue 7 item 7: one 60 MiB page of tiny objects took 2.1 GiB. The daemon's peak RSS stays
+/// under 256 MiB (the unit's MemoryMax) through that page and pages just under the body limit
+/// that are all tiny objects, all member entries, or nearly valid and refused at the very end.
+#[test]
+fn hostile_pages_keep_peak_memory_bounded() {
+    let env = TestEnv::new();
+    tenant(&env, 3);
+    let under_limit = 4 * 1024 * 1024 - 64;
+    let tiny = |i: usize| format!(r#"{{"id":"{i}"}}"#);
+    let member = |_| r##"{"@odata.type":"#microsoft.graph.user","id":"m"}"##.to_owned();
+    let filler = "f".repeat(1000);
+    let nearly_valid = hostile_page(&env, under_limit - 2000, |i| {
+        format!(r#"{{"id":"n{i}","displayName":"N","aboutMe":"{filler}"}}"#)
+    });
+    let mut nearly_valid = nearly_valid[..nearly_valid.len() - 2].to_vec();
+    nearly_valid.extend_from_slice(br#",{"id":"last","accountEnabled":"yes"}]}"#);
+    let groups_members = {
+        let list = hostile_page(&env, under_limit, member);
+        let text = String::from_utf8(list).unwrap();
+        let start = text.find("\"value\":[").unwrap() + "\"value\":[".len();
+        format!(
+            r#"{}{{"id":"g-hostile","members@delta":[{}}}]}}"#,
+            &text[..start],
+            &text[start..text.len() - 2]
+        )
+        .into_bytes()
+    };
+    let pages = [
+        (Resource::Users, hostile_page(&env, 60 << 20, tiny)),
+        (Resource::Users, hostile_page(&env, under_limit, tiny)),
+        (Resource::Groups, groups_members),
+        (Resource::Users, nearly_valid),
+    ];
+    for (resource, body) in pages {
+        env.sim
+            .push_fault(resource, Fault::Body { status: 200, body });
+    }
+    let log = env.dir.path().join("daemon.log");
+    let mut child = env
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "every hostile page served",
+        Duration::from_secs(120),
+        || env.sim.pending_faults() == 0,
+    );
+    let failed = || env.count("SELECT count(*) FROM sync_runs WHERE status = 'failed'");
+    wait_for("the hostile passes failed", Duration::from_secs(60), || {
+        failed() >= 3
+    });
+    wait_for("a good pass after them", Duration::from_secs(60), || {
+        env.count("SELECT count(*) FROM sync_runs WHERE status = 'succeeded'") >= 1
+    });
+    let peak = peak_rss_kib(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    for refusal in [
+        "a body over 4 MiB",
+        "more than 5000 objects on one page",
+        "more than 20000 member entries on one page",
+        "accountEnabled to be true or false or null",
+    ] {
+        assert!(text.contains(refusal), "{refusal}: {text}");
+    }
+    eprintln!("peak RSS under hostile pages: {} MiB", peak / 1024);
+    assert!(peak < 256 * 1024, "peak RSS {} MiB", peak / 1024);
+    // Nothing of the hostile pages was applied; the tenant's own users were.
+    assert_eq!(env.count("SELECT count(*) FROM users"), 3);
+    assert_eq!(env.count("SELECT count(*) FROM groups"), 1);
+}
