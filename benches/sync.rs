@@ -69,7 +69,9 @@ usage: cargo bench --bench sync [-- OPTIONS]
   --changes N         changes applied before the incremental pass (default 100)
   --seed N            seed of the synthetic tenant and of the changes (default 1)
 
-Options other than --scenario override the parameters of every selected scenario.";
+Options other than --scenario override the parameters of every selected scenario.
+With ENTRA_SYNC_BENCH_KEEP=DIR set, each scenario's database is kept as DIR/SCENARIO.db
+(to measure the read commands, e.g. `entra-sync team --at`, on a large history).";
 
 #[derive(Clone, Debug)]
 struct Params {
@@ -795,6 +797,19 @@ fn run_scenario(
             rows.push(measure(&env, scenario, Step::Remap, &label(what)));
         }
         databases.push((label("after all steps"), db_stats(&env.db)));
+    }
+    if let Some(dir) = std::env::var_os("ENTRA_SYNC_BENCH_KEEP") {
+        keep_database(&env.db, Path::new(&dir), scenario.name);
+    }
+}
+
+/// Copies a scenario's database (its writer has exited, so the WAL is checkpointed) out of
+/// the temporary directory that is removed with the scenario.
+fn keep_database(db: &Path, dir: &Path, name: &str) {
+    let target = dir.join(format!("{name}.db"));
+    match std::fs::create_dir_all(dir).and_then(|_| std::fs::copy(db, &target)) {
+        Ok(_) => eprintln!("  kept the database as {}", target.display()),
+        Err(e) => eprintln!("  cannot keep the database as {}: {e}", target.display()),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The commands: `sync`, `check`, `status`. Each is a thin wrapper over the library, and
+//! The commands: `sync`, `check`, `status`, `team`. Each is a thin wrapper over the library, and
 //! `exit` maps their errors to exit codes.
 
 // The commands' output is their product: printing to stdout is the point here.
@@ -15,7 +15,7 @@ use crate::graph::{Graph, Resource};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
 use crate::sync::{self, PassOptions};
-use crate::{lock, status, team};
+use crate::{history, lock, status, team};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +49,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The mapped team now, as it stood at a moment, or who joined and left in a period,
+    /// from the audit log (reads the database only; works while the service runs)
+    Team {
+        /// The team as it stood at WHEN: an RFC 3339 time, or a date (the end of that day, UTC)
+        #[arg(long, value_name = "WHEN", conflicts_with_all = ["changes", "since", "until"])]
+        at: Option<String>,
+        /// List joins and leaves instead of members (needs --since)
+        #[arg(long, requires = "since")]
+        changes: bool,
+        /// Start of the period (inclusive): an RFC 3339 time, or a date (its start, UTC)
+        #[arg(long, value_name = "WHEN", requires = "changes")]
+        since: Option<String>,
+        /// End of the period (inclusive) [default: now]; a date means the end of that day
+        #[arg(long, value_name = "WHEN", requires = "changes")]
+        until: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: history::Format,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
@@ -58,6 +77,19 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run => crate::daemon::run(&path),
         Command::Check => check(&path),
         Command::Status { json } => status::show(&path, json),
+        Command::Team {
+            at,
+            changes,
+            since,
+            until,
+            format,
+        } => {
+            let query = match (changes, since) {
+                (true, Some(since)) => history::Query::Changes { since, until },
+                _ => history::Query::Members { at },
+            };
+            history::show(&path, query, format)
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod graph;
+pub mod history;
 pub mod status;
 pub mod store;
 pub mod sync;

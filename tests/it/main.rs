@@ -12,5 +12,6 @@ mod support;
 mod commands;
 mod daemon;
 mod faults;
+mod history;
 mod pinning;
 mod sync;
