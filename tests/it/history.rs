@@ -39,9 +39,8 @@ fn member_ids(env: &TestEnv, at: Option<&str>) -> Vec<String> {
 
 /// The last pass's (started_at, finished_at).
 fn last_run(env: &TestEnv) -> (String, String) {
-    let rows = env.strings(
-        "SELECT started_at || ' ' || finished_at FROM sync_runs ORDER BY id DESC LIMIT 1",
-    );
+    let rows = env
+        .strings("SELECT started_at || ' ' || finished_at FROM sync_runs ORDER BY id DESC LIMIT 1");
     let (a, b) = rows[0].split_once(' ').unwrap();
     (a.to_owned(), b.to_owned())
 }
@@ -119,7 +118,10 @@ fn team_at_any_moment_of_the_history() {
     // A re-joined member joined when it came back, not at the first import.
     let at_three = json_of(&env, &["team", "--format", "json", "--at", &runs[2].1]);
     let bo = at_three.iter().find(|m| m["id"] == u(2)).unwrap();
-    assert!(bo["joined_at"].as_str().unwrap() >= runs[2].0.as_str(), "{bo}");
+    assert!(
+        bo["joined_at"].as_str().unwrap() >= runs[2].0.as_str(),
+        "{bo}"
+    );
     assert_eq!(bo["user_principal_name"], "bo.ek@contoso.example");
     assert_eq!(bo["display_name"], "Bo Ek");
     assert_eq!(bo["team"], "Microsoft Entra ID Users");
@@ -134,7 +136,10 @@ fn team_at_any_moment_of_the_history() {
     assert_success(&out);
     let csv = stdout(&out);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "user_principal_name,display_name,id,joined_at,team");
+    assert_eq!(
+        lines[0],
+        "user_principal_name,display_name,id,joined_at,team"
+    );
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[1].starts_with(&format!("ada.lind@contoso.example,Ada Lind,{},", u(1))));
 }
@@ -144,7 +149,11 @@ fn team_before_the_first_pass_is_unknown() {
     let env = TestEnv::new();
     let out = env.run(&["team", "--at", "2020-01-01"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("does not exist yet"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not exist yet"),
+        "{}",
+        stderr(&out)
+    );
     env.sync();
     let out = env.run(&["team", "--at", "2020-01-01"]);
     assert_eq!(out.status.code(), Some(1));
@@ -210,7 +219,14 @@ fn team_changes_say_who_when_and_why() {
         vec![t("joined", u(5), "mapping or mapped group change")]
     );
 
-    let out = env.run(&["team", "--changes", "--since", &runs[1].0, "--until", &runs[2].1]);
+    let out = env.run(&[
+        "team",
+        "--changes",
+        "--since",
+        &runs[1].0,
+        "--until",
+        &runs[2].1,
+    ]);
     assert_success(&out);
     let text = stdout(&out);
     assert!(text.contains("2 joined, 3 left"), "{text}");
