@@ -385,15 +385,15 @@ impl Counts {
 
 mod changes;
 mod health;
-mod snapshot;
 mod history;
+mod snapshot;
 mod status;
 mod team;
 mod tx;
 pub use changes::{Change, Known, KnownLink, Lookup, Reason, Unseen, Wanted};
 pub use health::{Checkpoint, create_state_directory, mebibytes, wal_bytes};
-pub use snapshot::Event;
 pub use history::{TEAM_AT_SQL, TEAM_CHANGES_SQL, TeamChange, TeamMember};
+pub use snapshot::Event;
 pub use status::{Contents, Run};
 pub use team::{GroupRef, MappingView, Pin};
 pub use tx::Tx;
