@@ -542,6 +542,8 @@ impl Daemon {
         if let Err(e) = self.store.set_meta(STATE_KEY, &text) {
             log::warn!("daemon: cannot record its state: {e}");
         }
+        // Every state change (and so the end of every pass) refreshes the metrics file.
+        crate::metrics::write(&self.store, &self.config);
     }
 }
 

@@ -11,10 +11,12 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod daemon;
 pub mod exit;
 pub mod graph;
 pub mod history;
+pub mod metrics;
 pub mod status;
 pub mod store;
 pub mod sync;

@@ -223,11 +223,29 @@ pub(super) fn build_sync(
             base_dir.join(raw_path)
         }
     };
+    let metrics_file = match &sync.metrics_file {
+        None => None,
+        Some(value) => {
+            let raw_path = value.get_ref();
+            if raw_path.trim().is_empty() || raw_path.ends_with('/') {
+                return Err(ctx.invalid(
+                    value.span(),
+                    "sync.metrics_file",
+                    format!(
+                        "{raw_path:?} is not a file path; give one such as \
+                         \"/var/lib/prometheus/node-exporter/entra-sync.prom\", or remove the key"
+                    ),
+                ));
+            }
+            Some(base_dir.join(raw_path))
+        }
+    };
     Ok(SyncSettings {
         enabled,
         interval,
         full_sync_interval,
         database,
+        metrics_file,
     })
 }
 
@@ -508,6 +526,7 @@ mod tests {
                     interval: Duration::from_secs(300),
                     full_sync_interval: Duration::from_secs(7 * 86400),
                     database: PathBuf::from("/var/lib/entra-sync/entra-sync.db"),
+                    metrics_file: None,
                 },
                 mapping: Mapping {
                     team: "Microsoft Entra ID Users".to_owned(),

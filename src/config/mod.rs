@@ -178,6 +178,8 @@ pub struct SyncSettings {
     pub full_sync_interval: Duration,
     /// Absolute unless the configuration path itself could not be made absolute.
     pub database: PathBuf,
+    /// Where the daemon writes its Prometheus metrics (textfile collector format), if set.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// The `[mapping]` table.
@@ -407,6 +409,7 @@ mod tests {
                 interval: DEFAULT_INTERVAL,
                 full_sync_interval: DEFAULT_FULL_SYNC_INTERVAL,
                 database: PathBuf::from(DEFAULT_DATABASE),
+                metrics_file: None,
             },
             mapping: Mapping {
                 team: DEFAULT_TEAM.to_owned(),

@@ -34,6 +34,10 @@ pub(super) const SCHEMA: &[(&str, &[KeyExample])] = &[
             ("interval", "\"5m\""),
             ("full_sync_interval", "\"7d\""),
             ("database", "\"/var/lib/entra-sync/entra-sync.db\""),
+            (
+                "metrics_file",
+                "\"/var/lib/prometheus/node-exporter/entra-sync.prom\"",
+            ),
         ],
     ),
     (
@@ -102,6 +106,7 @@ pub(super) struct RawSync {
     pub(super) interval: Option<Spanned<String>>,
     pub(super) full_sync_interval: Option<Spanned<String>>,
     pub(super) database: Option<Spanned<String>>,
+    pub(super) metrics_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,7 +284,7 @@ mod tests {
             ),
             (
                 &with_head("[sync]\nintervall = \"5m\"\n"),
-                "config: /etc/entra-sync/config.toml:5: sync.intervall: unknown key; did you mean interval? (valid keys in [sync]: enabled, interval, full_sync_interval, database)",
+                "config: /etc/entra-sync/config.toml:5: sync.intervall: unknown key; did you mean interval? (valid keys in [sync]: enabled, interval, full_sync_interval, database, metrics_file)",
             ),
             (
                 &with_head("[mapping]\nInclude-Disabled = true\n"),

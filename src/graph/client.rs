@@ -147,6 +147,7 @@ impl Graph {
             }
         };
         let status = response.status().as_u16();
+        crate::counters::graph_response(resource.name(), status);
         let graph_request_id = header(response.headers(), "request-id");
         let retry_after = http::retry_after(response.headers());
         let body = http::read_body(response);

@@ -386,6 +386,7 @@ impl Counts {
 mod changes;
 mod health;
 mod history;
+mod metrics;
 mod snapshot;
 mod status;
 mod team;
@@ -393,6 +394,7 @@ mod tx;
 pub use changes::{Change, Known, KnownLink, Lookup, Reason, Unseen, Wanted};
 pub use health::{Checkpoint, create_state_directory, mebibytes, wal_bytes};
 pub use history::{TEAM_AT_SQL, TEAM_CHANGES_SQL, TeamChange, TeamMember};
+pub use metrics::PassRecord;
 pub use snapshot::Event;
 pub use status::{Contents, Run};
 pub use team::{GroupRef, MappingView, Pin};

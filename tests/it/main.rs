@@ -13,5 +13,6 @@ mod commands;
 mod daemon;
 mod faults;
 mod history;
+mod metrics;
 mod pinning;
 mod sync;
