@@ -9,8 +9,8 @@ fn main() -> ExitCode {
     let hardened = entra_sync::hardening::at_start();
     let cli = entra_sync::cli::Cli::parse();
     entra_sync::logging::init();
-    if let Err(e) = hardened {
-        log::warn!("{e}");
+    for problem in hardened {
+        log::warn!("{problem}");
     }
     match entra_sync::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

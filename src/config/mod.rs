@@ -206,12 +206,26 @@ impl Env {
         Env {
             // A non-UTF-8 value is kept (lossily) so that it still counts as a source; Entra
             // secrets are ASCII, so the token endpoint will reject it with a clear error.
-            secret: std::env::var_os(SECRET_ENV).map(|v| v.to_string_lossy().into_owned()),
+            secret: handed_over_secret()
+                .or_else(|| std::env::var_os(SECRET_ENV).map(|v| v.to_string_lossy().into_owned())),
             credentials_directory: std::env::var_os(CREDENTIALS_DIRECTORY_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
         }
     }
+}
+
+/// The value of `$ENTRA_SYNC_CLIENT_SECRET` that `hardening::at_start` took out of the
+/// process environment at start; it counts as that variable from then on.
+static HANDED_OVER_SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the secret taken out of the environment (once; later calls are ignored).
+pub fn hand_over_secret(secret: String) {
+    let _ = HANDED_OVER_SECRET.set(secret);
+}
+
+fn handed_over_secret() -> Option<String> {
+    HANDED_OVER_SECRET.get().cloned()
 }
 
 impl fmt::Debug for Env {

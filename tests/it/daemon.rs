@@ -1225,3 +1225,63 @@ fn a_config_written_in_place_with_a_pause_is_applied_whole() {
         d.log()
     );
 }
+
+/// Issue 7.3: the daemon makes itself non-dumpable (the kernel then gives its /proc files
+/// to root) and takes `$ENTRA_SYNC_CLIENT_SECRET` out of its environment, while signing in
+/// with it. Run as `nobody` when the tests run as root, so that the owner tells.
+#[test]
+fn the_secret_leaves_the_environment_and_the_process_is_not_dumpable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let mut env = TestEnv::new();
+    tenant(&env);
+    let root = nix::unistd::geteuid().is_root();
+    const NOBODY: u32 = 65534;
+    if root {
+        // nobody reads the config (root's, 0644, in a 0755 directory) and owns the state.
+        let state = env.dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(NOBODY), Some(NOBODY)).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        env.db = state.join("entra-sync.db");
+    }
+    env.write_config(r#"groups = ["Engineering"]"#);
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("client_secret_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.config, text).unwrap();
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let mut command = env.command(&["run"]);
+    command.env("ENTRA_SYNC_CLIENT_SECRET", sim::CLIENT_SECRET);
+    if root {
+        command.uid(NOBODY).gid(NOBODY);
+    }
+    let mut d = Daemon::spawn(command);
+    d.passes(1, SLOW);
+    assert_eq!(env.team(), vec![u(1), u(2)], "signed in with the secret");
+
+    let environ = format!("/proc/{}/environ", d.pid());
+    let owner = std::fs::metadata(&environ).unwrap().uid();
+    assert_eq!(
+        owner, 0,
+        "{environ} belongs to uid {owner}: the process is dumpable"
+    );
+    // Root may read a non-dumpable process's environment (with CAP_SYS_PTRACE): the secret
+    // is not in it. Without that capability nobody can read it at all.
+    if let Ok(bytes) = std::fs::read(&environ) {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("ENTRA_SYNC_CLIENT_SECRET") && !text.contains(sim::CLIENT_SECRET),
+            "the secret is still in the environment"
+        );
+    } else {
+        assert!(!root, "root cannot read {environ}");
+    }
+    assert!(!d.log().contains("cannot take"), "{}", d.log());
+    assert_no_secrets(&env, &d.log());
+}
