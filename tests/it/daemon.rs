@@ -1285,3 +1285,28 @@ fn the_secret_leaves_the_environment_and_the_process_is_not_dumpable() {
     assert!(!d.log().contains("cannot take"), "{}", d.log());
     assert_no_secrets(&env, &d.log());
 }
+
+/// Issue 7: `systemd-analyze security` rates both units at an exposure of 1.2 or better
+/// (lower is better). CI installs systemd-analyze (.ci/package.sh) before the tests run.
+#[test]
+fn units_keep_their_security_exposure_at_or_below_1_2() {
+    for unit in ["entra-sync.service", "entra-sync@.service"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd")
+            .join(unit);
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze is needed (apt-get install systemd)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let level: f64 = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(": ").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level for {unit}:\n{text}"));
+        assert!(level <= 1.2, "{unit}: exposure {level} > 1.2:\n{text}");
+    }
+}
