@@ -31,7 +31,8 @@ for want in \
   '-rw-r----- 0/0 .* ./etc/entra-sync/config.toml$' \
   '-rw-r--r-- 0/0 .* ./usr/share/doc/entra-sync/README.md$' \
   '-rw-r--r-- 0/0 .* ./usr/share/doc/entra-sync/SCHEMA.md$' \
-  '-rw-r--r-- 0/0 .* ./usr/share/doc/entra-sync/copyright$'; do
+  '-rw-r--r-- 0/0 .* ./usr/share/doc/entra-sync/copyright$' \
+  '-rw-r--r-- 0/0 .* ./usr/share/doc/entra-sync/contrib/datasette/metadata.yml$'; do
   grep -Eq -- "$want" <<<"$listing" || fail "no file matching '$want' in:\n$listing"
 done
 if grep -q '/usr/local' <<<"$listing"; then fail "files under /usr/local"; fi
