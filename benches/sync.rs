@@ -674,7 +674,7 @@ fn count_requests(requests: &[sim::Recorded]) -> Requests {
                 counts.groups += 1;
                 counts.pages[1] += u64::from(ok);
             }
-            sim::Resource::Token => counts.token += 1,
+            sim::Resource::Token | sim::Resource::ManagedIdentity => counts.token += 1,
             sim::Resource::Any => counts.other += 1,
         }
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::auth;
-use crate::config::{Config, load_config};
+use crate::config::{Config, Credential, load_config};
 use crate::exit::CliError;
 use crate::graph::{Graph, Resource};
 use crate::shutdown::Shutdown;
@@ -156,27 +156,7 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
     for warning in &config.warnings {
         report.warn("config", warning.clone());
     }
-    match auth::secret_expiry(&config, time::OffsetDateTime::now_utc().date()) {
-        Some((log::Level::Error, message)) => report.fail("secret", message),
-        Some((_, message)) => report.warn("secret", message),
-        None => match config.entra.client_secret_expires {
-            Some(date) => report.ok(
-                "secret",
-                format!(
-                    "expires {date} ({} days left)",
-                    config
-                        .secret_days_left(time::OffsetDateTime::now_utc().date())
-                        .unwrap_or_default()
-                ),
-            ),
-            None => report.warn(
-                "secret",
-                "expiry unknown: set entra.client_secret_expires to the secret's \"Expires\" date \
-                 (App registrations > Certificates & secrets) to be warned 30 days before"
-                    .to_owned(),
-            ),
-        },
-    }
+    check_credential(&config, &mut report);
     let shutdown = Shutdown::new();
     let graph = Graph::connect(&config, &shutdown);
     match graph.auth().token() {
@@ -194,12 +174,32 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
                     )
                 })
                 .unwrap_or_default();
+            let (who, from) = match &config.entra.credential {
+                Credential::ManagedIdentity(identity) => (
+                    format!(
+                        "the managed identity (object id {})",
+                        token.object_id().as_deref().unwrap_or("not in the token")
+                    ),
+                    identity.endpoint.clone(),
+                ),
+                _ => (
+                    format!(
+                        "application {}",
+                        config.entra.client_id.as_deref().unwrap_or_default()
+                    ),
+                    config.entra.authority_host.clone(),
+                ),
+            };
+            let form = match &config.entra.credential {
+                Credential::Certificate(_) => format!(
+                    "; client assertion accepted as {}",
+                    graph.auth().assertion_form()
+                ),
+                _ => String::new(),
+            };
             report.ok(
                 "sign-in",
-                format!(
-                    "token for {} from {}{roles}",
-                    config.entra.client_id, config.entra.authority_host
-                ),
+                format!("token for {who} from {from}{form}{roles}"),
             );
         }
         Err(e) => {
@@ -228,6 +228,44 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
         Err(CliError::Failed("check: some checks failed".into()))
     } else {
         Ok(())
+    }
+}
+
+/// The credential in use (kind, and for a certificate its thumbprint and validity) and its
+/// expiry: a warning from 30 days before, a failure after (or before a certificate is valid).
+fn check_credential(config: &Config, report: &mut CheckReport) {
+    let now = time::OffsetDateTime::now_utc();
+    let credential = &config.entra.credential;
+    let label = match credential {
+        Credential::Secret { .. } => "secret",
+        _ => "credential",
+    };
+    let days_left = config.secret_days_left(now.date()).unwrap_or_default();
+    let describe = match credential {
+        Credential::Certificate(cert) => format!(
+            "{}; notAfter {} ({days_left} days left)",
+            credential.describe(),
+            cert.not_after.date()
+        ),
+        _ => credential.describe(),
+    };
+    report.ok("credential", format!("{}: {describe}", credential.kind()));
+    match auth::credential_expiry(config, now) {
+        Some((log::Level::Error, message)) => report.fail(label, message),
+        Some((_, message)) => report.warn(label, message),
+        None if matches!(credential, Credential::Secret { .. }) => match config
+            .entra
+            .client_secret_expires
+        {
+            Some(date) => report.ok("secret", format!("expires {date} ({days_left} days left)")),
+            None => report.warn(
+                "secret",
+                "expiry unknown: set entra.client_secret_expires to the secret's \"Expires\" date \
+                     (App registrations > Certificates & secrets) to be warned 30 days before"
+                    .to_owned(),
+            ),
+        },
+        None => {}
     }
 }
 

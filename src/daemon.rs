@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::config::load_config;
-use crate::config::{Config, SecretSource};
 use crate::exit::CliError;
 use crate::graph::Graph;
 use crate::lock::{self, DatabaseLock};
@@ -552,9 +552,7 @@ impl Daemon {
 /// nothing in the link's directory).
 fn watched_files(config: &Config) -> Vec<PathBuf> {
     let mut files = vec![config.path.clone()];
-    if let SecretSource::File(path) = &config.entra.secret_source {
-        files.push(path.clone());
-    }
+    files.extend(config.entra.credential.files());
     let targets: Vec<PathBuf> = files
         .iter()
         .filter(|f| f.is_symlink())

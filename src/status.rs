@@ -26,6 +26,10 @@ pub struct Status {
     pub enabled: bool,
     /// Pid of the process holding the database (a running daemon or sync), if any.
     pub running_pid: Option<u32>,
+    /// The credential kind in use: "client secret", "certificate", "managed identity" or
+    /// "federated token".
+    pub credential: &'static str,
+    /// When the credential expires (a secret's configured date, a certificate's notAfter).
     pub secret_expires: Option<String>,
     pub secret_days_left: Option<i64>,
     pub team: String,
@@ -86,7 +90,8 @@ pub fn show(config_path: &Path, json: bool) -> Result<(), CliError> {
         wal_bytes: None,
         enabled: config.sync.enabled,
         running_pid: lock::holder(&config.sync.database),
-        secret_expires: config.entra.client_secret_expires.map(|d| d.to_string()),
+        credential: config.entra.credential.kind(),
+        secret_expires: config.credential_expires().map(|d| d.to_string()),
         secret_days_left: config.secret_days_left(today.date()),
         team: config.mapping.team.clone(),
         mapping: Vec::new(),
@@ -198,10 +203,16 @@ fn print_text(s: &Status) {
             println!("config error (the daemon runs on the previous configuration): {error}");
         }
     }
+    let what = s.credential;
     match (&s.secret_expires, s.secret_days_left) {
-        (Some(date), Some(days)) if days < 0 => println!("secret:    EXPIRED on {date}"),
-        (Some(date), Some(days)) => println!("secret:    expires {date} ({days} days left)"),
-        _ => println!("secret:    expiry not configured (entra.client_secret_expires)"),
+        (Some(date), Some(days)) if days < 0 => println!("secret:    {what} EXPIRED on {date}"),
+        (Some(date), Some(days)) => {
+            println!("secret:    {what} expires {date} ({days} days left)")
+        }
+        _ if s.credential == "client secret" => {
+            println!("secret:    {what}, expiry not configured (entra.client_secret_expires)")
+        }
+        _ => println!("secret:    {what}, nothing that expires"),
     }
     let Some(c) = &s.contents else {
         println!("no database yet: run `entra-sync sync`");

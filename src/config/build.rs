@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::credential::resolve_secret;
+use super::credential;
 use super::error::{ConfigError, Ctx, ErrorKind, line_of};
 use super::schema::{RawConfig, RawMapping, RawSync, example_of};
 use super::values::{is_guid, parse_duration, parse_local_date, parse_origin, validate_tenant};
@@ -36,40 +36,79 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, 
     let entra_span = entra.span();
     let entra = entra.into_inner();
 
-    let tenant = required(
-        ctx,
-        entra.tenant_id.as_ref(),
-        &entra_span,
-        "entra",
-        "tenant_id",
-        "the Directory (tenant) ID or a verified domain",
-    )?;
-    let tenant_id = validate_tenant(tenant.get_ref())
-        .map_err(|m| ctx.invalid(tenant.span(), "entra.tenant_id", m))?;
+    let asked = credential::asked(&entra, env);
+    // With a federated token, $AZURE_TENANT_ID and $AZURE_CLIENT_ID stand in for missing keys
+    // (the AKS workload identity convention); their errors name the variable, not a line.
+    let from_env = |variable: &str, m: String| {
+        ctx.error(
+            ErrorKind::Invalid,
+            None,
+            None,
+            format!("the environment variable {variable} {m}"),
+        )
+    };
+    let tenant_id = match (&entra.tenant_id, asked.federated, &env.azure_tenant_id) {
+        (Some(tenant), _, _) => validate_tenant(tenant.get_ref())
+            .map_err(|m| ctx.invalid(tenant.span(), "entra.tenant_id", m))?,
+        (None, true, Some(tenant)) => {
+            validate_tenant(tenant).map_err(|m| from_env("AZURE_TENANT_ID", m))?
+        }
+        (None, _, _) => {
+            required(
+                ctx,
+                None,
+                &entra_span,
+                "entra",
+                "tenant_id",
+                "the Directory (tenant) ID or a verified domain",
+            )?;
+            unreachable!("required(None) is an error")
+        }
+    };
 
-    let client = required(
-        ctx,
-        entra.client_id.as_ref(),
-        &entra_span,
-        "entra",
-        "client_id",
-        "the Application (client) ID",
-    )?;
-    let client_id = client.get_ref().clone();
-    if !is_guid(&client_id) {
-        return Err(ctx.invalid(
-            client.span(),
-            "entra.client_id",
-            format!("{client_id:?} is not a GUID; {CLIENT_HINT}"),
-        ));
-    }
-    if client_id.eq_ignore_ascii_case(&tenant_id) {
-        return Err(ctx.invalid(
-            client.span(),
-            "entra.client_id",
-            format!("{client_id:?} is the tenant ID, not the application's ID; {CLIENT_HINT}"),
-        ));
-    }
+    let client_id = if asked.managed_identity {
+        // A managed identity signs in as itself; the app registration's id plays no part.
+        if let Some(client) = &entra.client_id {
+            warnings.push(format!(
+                "entra.client_id ({:?}) is not used with a managed identity, which signs in as itself; \
+                 remove it (a user-assigned identity is chosen with managed_identity_client_id)",
+                client.get_ref()
+            ));
+        }
+        None
+    } else {
+        let (client_id, span) = match (&entra.client_id, asked.federated, &env.azure_client_id) {
+            (Some(client), _, _) => (client.get_ref().clone(), Some(client.span())),
+            (None, true, Some(client)) => (client.clone(), None),
+            (None, _, _) => {
+                required(
+                    ctx,
+                    None,
+                    &entra_span,
+                    "entra",
+                    "client_id",
+                    "the Application (client) ID",
+                )?;
+                unreachable!("required(None) is an error")
+            }
+        };
+        let problem = if !is_guid(&client_id) {
+            Some(format!("{client_id:?} is not a GUID; {CLIENT_HINT}"))
+        } else if client_id.eq_ignore_ascii_case(&tenant_id) {
+            Some(format!(
+                "{client_id:?} is the tenant ID, not the application's ID; {CLIENT_HINT}"
+            ))
+        } else {
+            None
+        };
+        if let Some(m) = problem {
+            return Err(match span {
+                Some(span) => ctx.invalid(span, "entra.client_id", m),
+                None => from_env("AZURE_CLIENT_ID", m),
+            });
+        }
+        Some(client_id)
+    };
 
     let cloud = match &entra.cloud {
         None => Cloud::default(),
@@ -123,17 +162,15 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, env: &Env) -> Result<Config, 
         raw.mapping.map(Spanned::into_inner).unwrap_or_default(),
     )?;
 
-    // The secret last: it may read files.
-    let (secret, secret_source) =
-        resolve_secret(ctx, &entra, &entra_span, env, &base_dir, &mut warnings)?;
+    // The credential last: it may read files.
+    let credential = credential::resolve(ctx, &entra, &entra_span, env, &base_dir, &mut warnings)?;
 
     Ok(Config {
         path: ctx.path.to_path_buf(),
         entra: Entra {
             tenant_id,
             client_id,
-            secret,
-            secret_source,
+            credential,
             client_secret_expires,
             cloud,
             authority_host,
@@ -449,10 +486,10 @@ mod tests {
         let text = with_head("client_secret_file = \"secret\"\n");
         let config = Config::parse(&text, &path, &Env::default()).unwrap();
         assert_eq!(
-            config.entra.secret_source,
+            config.entra.secret_source().cloned().unwrap(),
             SecretSource::File(dir.path().join("secret"))
         );
-        assert_eq!(config.entra.secret.expose(), SECRET);
+        assert_eq!(config.entra.secret().cloned().unwrap().expose(), SECRET);
     }
 
     #[test]
@@ -513,9 +550,11 @@ mod tests {
                 path: PathBuf::from(P),
                 entra: Entra {
                     tenant_id: TENANT.to_owned(),
-                    client_id: CLIENT.to_owned(),
-                    secret: Secret::new(SECRET),
-                    secret_source: SecretSource::Env,
+                    client_id: Some(CLIENT.to_owned()),
+                    credential: Credential::Secret {
+                        secret: Secret::new(SECRET),
+                        source: SecretSource::Env,
+                    },
                     client_secret_expires: None,
                     cloud: Cloud::Global,
                     authority_host: "https://login.microsoftonline.com".to_owned(),

@@ -1,753 +1,1106 @@
-//! The credential sources: where the client secret comes from, and reading it.
+//! The credential entra-sync signs in with: exactly one of a client secret, a certificate, a
+//! managed identity (Azure VM or Arc-enabled server) or a federated token file (issue 9 §1).
+//! This module finds every credential the file and the environment name, refuses none or
+//! several, and reads the chosen one; `auth` turns it into tokens.
 
-use std::fmt;
 use std::fs;
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
-
+use super::certificate::{self, Certificate};
 use super::error::{ConfigError, Ctx, ErrorKind};
 use super::files;
 use super::schema::RawEntra;
-use super::values::is_guid;
-use super::{CREDENTIAL_NAME, Env, SECRET_ENV};
+use super::secret::{self, Given, Secret, SecretSource};
+use super::values::{is_guid, parse_endpoint};
+use super::{CREDENTIAL_NAME, Env};
 
-/// Where the client secret came from.
+/// Name of the systemd credential holding the client certificate and key
+/// (`LoadCredential=client-certificate:/etc/entra-sync/client.pem`).
+pub const CERTIFICATE_CREDENTIAL_NAME: &str = "client-certificate";
+/// The Azure VM Instance Metadata Service's token endpoint (graph-protocol.md 1.4).
+pub const IMDS_TOKEN_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
+/// The Arc agent's endpoint when its `himds` is installed but the variables are not set (1.4a).
+pub const ARC_DEFAULT_TOKEN_URL: &str = "http://127.0.0.1:40342/metadata/identity/oauth2/token";
+/// Where the Arc agent writes the challenge key files (1.4a step 3).
+pub const ARC_TOKENS_DIR: &str = "/var/opt/azcmagent/tokens";
+/// The Arc agent's metadata service; its presence means "this is an Arc-enabled server".
+pub const HIMDS_PATH: &str = "/opt/azcmagent/bin/himds";
+
+/// How entra-sync signs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// `client_secret` in the configuration file.
-    Inline,
-    /// `client_secret_file` (the resolved path).
-    File(PathBuf),
-    /// `$ENTRA_SYNC_CLIENT_SECRET`.
-    Env,
-    /// `$CREDENTIALS_DIRECTORY/client-secret` (the resolved path).
-    Credential(PathBuf),
+pub enum Credential {
+    /// A client secret (graph-protocol.md 1.1).
+    Secret {
+        secret: Secret,
+        source: SecretSource,
+    },
+    /// A certificate whose key signs a client assertion (1.3).
+    Certificate(Box<Certificate>),
+    /// The machine's managed identity (1.4, 1.4a).
+    ManagedIdentity(ManagedIdentity),
+    /// A token file another identity provider keeps fresh (workload identity federation).
+    FederatedToken(FederatedToken),
 }
 
-impl fmt::Display for SecretSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Credential {
+    /// "client secret", "certificate", "managed identity", "federated token".
+    pub fn kind(&self) -> &'static str {
         match self {
-            SecretSource::Inline => f.write_str("client_secret in the config file"),
-            SecretSource::File(path) => write!(f, "client_secret_file {}", path.display()),
-            SecretSource::Env => write!(f, "environment variable {SECRET_ENV}"),
-            SecretSource::Credential(path) => write!(
-                f,
-                "systemd credential $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME} ({})",
-                path.display()
+            Credential::Secret { .. } => "client secret",
+            Credential::Certificate(_) => "certificate",
+            Credential::ManagedIdentity(_) => "managed identity",
+            Credential::FederatedToken(_) => "federated token",
+        }
+    }
+
+    /// One line saying what it is and where it comes from, without any secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Credential::Secret { source, .. } => format!("client secret from {source}"),
+            Credential::Certificate(cert) => {
+                let from = if cert.from_systemd_credential {
+                    format!(
+                        "systemd credential $CREDENTIALS_DIRECTORY/{CERTIFICATE_CREDENTIAL_NAME} ({})",
+                        cert.path.display()
+                    )
+                } else {
+                    format!("client_certificate_file {}", cert.path.display())
+                };
+                let key = cert
+                    .key_path
+                    .as_ref()
+                    .map(|p| format!(", key {}", p.display()))
+                    .unwrap_or_default();
+                format!(
+                    "certificate {} from {from}{key}, SHA-1 thumbprint {}",
+                    cert.subject,
+                    cert.thumbprint()
+                )
+            }
+            Credential::ManagedIdentity(mi) => mi.describe(),
+            Credential::FederatedToken(token) => format!(
+                "federated token from {} {}",
+                if token.from_env {
+                    "$AZURE_FEDERATED_TOKEN_FILE"
+                } else {
+                    "federated_token_file"
+                },
+                token.path.display()
             ),
         }
     }
-}
 
-/// The client secret. `Debug` and `Display` print `[redacted]`; use [`Secret::expose`] only
-/// where the value is sent to the token endpoint.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The client secret
-// ---------------------------------------------------------------------------------------------
-
-/// One way the secret is given, before it is read.
-pub(super) enum Given<'a> {
-    Inline(&'a Spanned<String>),
-    File {
-        path: PathBuf,
-        span: Range<usize>,
-        /// How to name the file in messages; `None` when the "path" looks like the secret
-        /// itself and must not be echoed.
-        shown: Option<String>,
-    },
-    Env(&'a str),
-    Credential(PathBuf),
-}
-
-impl Given<'_> {
-    fn source(&self) -> SecretSource {
+    /// The files whose edits should reload the configuration. The federated token file is
+    /// not among them: it rotates by design and is read again for every token.
+    pub fn files(&self) -> Vec<PathBuf> {
         match self {
-            Given::Inline(_) => SecretSource::Inline,
-            Given::File { path, .. } => SecretSource::File(path.clone()),
-            Given::Env(_) => SecretSource::Env,
-            Given::Credential(path) => SecretSource::Credential(path.clone()),
+            Credential::Secret {
+                source: SecretSource::File(path),
+                ..
+            } => vec![path.clone()],
+            Credential::Certificate(cert) if !cert.from_systemd_credential => {
+                let mut files = vec![cert.path.clone()];
+                files.extend(cert.key_path.clone());
+                files
+            }
+            _ => Vec::new(),
         }
     }
 
-    /// How to name it in the "several sources" error.
+    /// The certificate, if this is one.
+    pub fn certificate(&self) -> Option<&Certificate> {
+        match self {
+            Credential::Certificate(cert) => Some(cert),
+            _ => None,
+        }
+    }
+}
+
+/// Which managed-identity service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagedIdentityKind {
+    /// An Azure VM's IMDS (1.4), or the endpoint `managed_identity_endpoint` names.
+    Vm,
+    /// An Azure Arc-enabled server's agent (1.4a): a 401 challenge comes first.
+    Arc,
+}
+
+/// A managed identity and the endpoint that issues its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedIdentity {
+    /// `managed_identity_client_id`: a user-assigned identity; `None` for system-assigned.
+    pub client_id: Option<String>,
+    pub kind: ManagedIdentityKind,
+    /// The token URL, without query.
+    pub endpoint: String,
+    /// Where an Arc challenge's key file must be.
+    pub arc_tokens_dir: PathBuf,
+}
+
+impl ManagedIdentity {
+    fn describe(&self) -> String {
+        let which = match &self.client_id {
+            Some(id) => format!("user-assigned managed identity {id}"),
+            None => "system-assigned managed identity".to_owned(),
+        };
+        let service = match self.kind {
+            ManagedIdentityKind::Vm => "Azure VM instance metadata service",
+            ManagedIdentityKind::Arc => "Azure Arc agent",
+        };
+        format!("{which} via the {service} at {}", self.endpoint)
+    }
+
+    /// The `api-version` the service speaks.
+    pub fn api_version(&self) -> &'static str {
+        match self.kind {
+            ManagedIdentityKind::Vm => "2018-02-01",
+            ManagedIdentityKind::Arc => "2019-11-01",
+        }
+    }
+}
+
+/// A federated token file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedToken {
+    pub path: PathBuf,
+    /// From `$AZURE_FEDERATED_TOKEN_FILE` rather than `federated_token_file`.
+    pub from_env: bool,
+}
+
+/// Which kinds the document or environment asks for, known before anything is read: the
+/// rules for `client_id` and `tenant_id` depend on it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Asked {
+    pub managed_identity: bool,
+    pub federated: bool,
+}
+
+pub(super) fn asked(entra: &RawEntra, env: &Env) -> Asked {
+    let managed_identity = entra
+        .managed_identity
+        .as_ref()
+        .is_some_and(|v| *v.get_ref())
+        || entra.managed_identity_client_id.is_some();
+    let federated = entra.federated_token_file.is_some()
+        || (env.federated_token_file.is_some() && !names_any_other(entra, env));
+    Asked {
+        managed_identity,
+        federated,
+    }
+}
+
+/// Whether the file (or entra-sync's own environment) names a credential other than a
+/// federated token. `$AZURE_FEDERATED_TOKEN_FILE` is set by the platform for every program in
+/// a pod, not by the admin for entra-sync, so it counts only when nothing else is named.
+fn names_any_other(entra: &RawEntra, env: &Env) -> bool {
+    entra.client_secret.is_some()
+        || entra.client_secret_file.is_some()
+        || entra.client_certificate_file.is_some()
+        || entra
+            .managed_identity
+            .as_ref()
+            .is_some_and(|v| *v.get_ref())
+        || entra.managed_identity_client_id.is_some()
+        || env.secret.as_deref().is_some_and(|s| !s.trim().is_empty())
+        || env.credentials_directory.as_ref().is_some_and(|d| {
+            present(&d.join(CREDENTIAL_NAME)) || present(&d.join(CERTIFICATE_CREDENTIAL_NAME))
+        })
+}
+
+/// A credential as named, before it is read.
+enum Found<'a> {
+    Secret(Given<'a>),
+    Certificate {
+        path: PathBuf,
+        span: Option<Range<usize>>,
+        from_credential: bool,
+    },
+    ManagedIdentity {
+        key: &'static str,
+        span: Range<usize>,
+    },
+    Federated {
+        path: PathBuf,
+        span: Option<Range<usize>>,
+        from_env: bool,
+    },
+}
+
+impl Found<'_> {
     fn describe(&self) -> String {
         match self {
-            Given::File { shown: None, .. } => "client_secret_file".to_owned(),
-            other => other.source().to_string(),
+            Found::Secret(given) => given.describe(),
+            Found::Certificate {
+                path,
+                from_credential: true,
+                ..
+            } => format!(
+                "systemd credential $CREDENTIALS_DIRECTORY/{CERTIFICATE_CREDENTIAL_NAME} ({})",
+                path.display()
+            ),
+            Found::Certificate { path, .. } => {
+                format!("client_certificate_file {}", path.display())
+            }
+            Found::ManagedIdentity { key, .. } => format!("{key} (a managed identity)"),
+            Found::Federated {
+                path,
+                from_env: true,
+                ..
+            } => format!("$AZURE_FEDERATED_TOKEN_FILE {}", path.display()),
+            Found::Federated { path, .. } => format!("federated_token_file {}", path.display()),
         }
     }
 
-    /// Dotted key and span, for the sources in the file.
     fn at(&self) -> Option<(&'static str, Range<usize>)> {
         match self {
-            Given::Inline(value) => Some(("entra.client_secret", value.span())),
-            Given::File { span, .. } => Some(("entra.client_secret_file", span.clone())),
-            Given::Env(_) | Given::Credential(_) => None,
+            Found::Secret(given) => given.at(),
+            Found::Certificate {
+                span: Some(span), ..
+            } => Some(("entra.client_certificate_file", span.clone())),
+            Found::ManagedIdentity { key, span } => Some((
+                if *key == "managed_identity" {
+                    "entra.managed_identity"
+                } else {
+                    "entra.managed_identity_client_id"
+                },
+                span.clone(),
+            )),
+            Found::Federated {
+                span: Some(span), ..
+            } => Some(("entra.federated_token_file", span.clone())),
+            _ => None,
         }
     }
 }
 
-/// A value that is probably a secret pasted where a path belongs: it is then never echoed.
-pub(super) fn looks_like_secret(value: &str) -> bool {
-    !value.contains('/') && value.len() >= 30 && !value.contains(char::is_whitespace)
+/// Present (or present but unreadable, which the read then reports).
+fn present(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
 }
 
-pub(super) fn resolve_secret(
+/// One example of each credential, for the "none" and "several" messages.
+const EXAMPLES: &str = "a client secret (client_secret_file = \"/etc/entra-sync/client-secret\", \
+     client_secret = \"...\", the environment variable ENTRA_SYNC_CLIENT_SECRET, or the systemd \
+     credential client-secret), a certificate (client_certificate_file = \"/etc/entra-sync/client.pem\" \
+     or the systemd credential client-certificate), a managed identity (managed_identity = true, or \
+     managed_identity_client_id = \"<GUID>\" for a user-assigned one), or a federated token \
+     (federated_token_file = \"/var/run/secrets/azure/tokens/azure-identity-token\" or the \
+     environment variable AZURE_FEDERATED_TOKEN_FILE)";
+
+fn non_empty_path(
+    ctx: &Ctx<'_>,
+    value: &toml::Spanned<String>,
+    key: &str,
+    example: &str,
+) -> Result<(), ConfigError> {
+    if value.get_ref().trim().is_empty() {
+        return Err(ctx.invalid(
+            value.span(),
+            &format!("entra.{key}"),
+            format!("is empty; give the file's path, e.g. {key} = \"{example}\""),
+        ));
+    }
+    Ok(())
+}
+
+/// Finds exactly one credential and reads it.
+pub(super) fn resolve(
     ctx: &Ctx<'_>,
     entra: &RawEntra,
     entra_span: &Range<usize>,
     env: &Env,
     base_dir: &Path,
     warnings: &mut Vec<String>,
-) -> Result<(Secret, SecretSource), ConfigError> {
-    let mut given = Vec::new();
-    if let Some(inline) = &entra.client_secret {
-        given.push(Given::Inline(inline));
-    }
-    if let Some(file) = &entra.client_secret_file {
-        let value = file.get_ref();
-        if value.trim().is_empty() {
-            return Err(ctx.invalid(
-                file.span(),
-                "entra.client_secret_file",
-                "is empty; give the path of a file holding only the client secret, e.g. \"/etc/entra-sync/client-secret\"".to_owned(),
-            ));
-        }
-        let path = base_dir.join(value);
-        given.push(Given::File {
-            shown: (!looks_like_secret(value)).then(|| path.display().to_string()),
-            path,
-            span: file.span(),
+) -> Result<Credential, ConfigError> {
+    let mut found: Vec<Found<'_>> = secret::secret_sources(ctx, entra, env, base_dir)?
+        .into_iter()
+        .map(Found::Secret)
+        .collect();
+    if let Some(file) = &entra.client_certificate_file {
+        non_empty_path(
+            ctx,
+            file,
+            "client_certificate_file",
+            "/etc/entra-sync/client.pem",
+        )?;
+        found.push(Found::Certificate {
+            path: base_dir.join(file.get_ref()),
+            span: Some(file.span()),
+            from_credential: false,
         });
     }
-    if let Some(secret) = env.secret.as_deref().map(str::trim_end)
-        && !secret.is_empty()
-    {
-        given.push(Given::Env(secret));
-    }
     if let Some(dir) = &env.credentials_directory {
-        let path = dir.join(CREDENTIAL_NAME);
-        let present = match fs::symlink_metadata(&path) {
-            Ok(_) => true,
-            // Present but unreadable: let the read report it.
-            Err(e) => e.kind() != io::ErrorKind::NotFound,
-        };
-        if present {
-            given.push(Given::Credential(path));
+        let path = dir.join(CERTIFICATE_CREDENTIAL_NAME);
+        if present(&path) {
+            found.push(Found::Certificate {
+                path,
+                span: None,
+                from_credential: true,
+            });
         }
     }
+    let mi_off = entra.managed_identity.as_ref().filter(|v| !*v.get_ref());
+    match (&entra.managed_identity, &entra.managed_identity_client_id) {
+        (_, Some(id)) => {
+            if let Some(off) = mi_off {
+                return Err(ctx.invalid(
+                    off.span(),
+                    "entra.managed_identity",
+                    "is false, but managed_identity_client_id names a user-assigned identity; remove one of the two".to_owned(),
+                ));
+            }
+            found.push(Found::ManagedIdentity {
+                key: "managed_identity_client_id",
+                span: id.span(),
+            });
+        }
+        (Some(on), None) if *on.get_ref() => found.push(Found::ManagedIdentity {
+            key: "managed_identity",
+            span: on.span(),
+        }),
+        _ => {}
+    }
+    if let Some(file) = &entra.federated_token_file {
+        non_empty_path(
+            ctx,
+            file,
+            "federated_token_file",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        )?;
+        found.push(Found::Federated {
+            path: base_dir.join(file.get_ref()),
+            span: Some(file.span()),
+            from_env: false,
+        });
+    } else if let Some(path) = &env.federated_token_file
+        && found.is_empty()
+    {
+        found.push(Found::Federated {
+            path: path.clone(),
+            span: None,
+            from_env: true,
+        });
+    }
 
-    if given.is_empty() {
+    if found.is_empty() {
+        if let Some(key) = &entra.client_certificate_key_file {
+            return Err(ctx.invalid(
+                key.span(),
+                "entra.client_certificate_key_file",
+                "is set, but there is no certificate; add client_certificate_file = \"/etc/entra-sync/client.pem\" \
+                 (the certificate the key belongs to)"
+                    .to_owned(),
+            ));
+        }
         return Err(ctx.error(
             ErrorKind::Secret,
             Some(entra_span.clone()),
-            Some("entra.client_secret"),
-            format!(
-                "no client secret is configured; do one of: add client_secret_file = \"/etc/entra-sync/client-secret\" \
-                 (a file holding only the secret) to [entra], add client_secret = \"...\" to [entra], \
-                 set the environment variable {SECRET_ENV}, or pass a systemd credential \
-                 (LoadCredential={CREDENTIAL_NAME}:/path/to/secret, read from $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME})"
-            ),
+            Some("entra"),
+            format!("no credential is configured; give exactly one in [entra]: {EXAMPLES}"),
         ));
     }
-    if given.len() > 1 {
-        let names = given
+    if found.len() > 1 {
+        let names = found
             .iter()
-            .map(Given::describe)
+            .map(Found::describe)
             .collect::<Vec<_>>()
             .join(", ");
-        let at = given.iter().find_map(Given::at);
+        let at = found.iter().find_map(Found::at);
+        let all_secrets = found.iter().all(|f| matches!(f, Found::Secret(_)));
+        let message = if all_secrets {
+            format!(
+                "the client secret is given {} ways ({names}); keep exactly one of them and remove the others",
+                found.len()
+            )
+        } else {
+            format!(
+                "{} credentials are configured ({names}); entra-sync signs in with exactly one, so keep one and \
+                 remove the others",
+                found.len()
+            )
+        };
         return Err(ctx.error(
             ErrorKind::Secret,
             at.as_ref().map(|(_, span)| span.clone()),
             at.as_ref().map(|(key, _)| *key),
+            message,
+        ));
+    }
+    let chosen = found.remove(0);
+    if !matches!(chosen, Found::Certificate { .. })
+        && let Some(key) = &entra.client_certificate_key_file
+    {
+        return Err(ctx.invalid(
+            key.span(),
+            "entra.client_certificate_key_file",
+            "belongs to a certificate, but the credential in use is not one; remove it".to_owned(),
+        ));
+    }
+    if !matches!(chosen, Found::ManagedIdentity { .. })
+        && let Some(endpoint) = &entra.managed_identity_endpoint
+    {
+        return Err(ctx.invalid(
+            endpoint.span(),
+            "entra.managed_identity_endpoint",
+            "is only used with a managed identity (managed_identity = true); remove it".to_owned(),
+        ));
+    }
+    if !matches!(chosen, Found::Secret(_))
+        && let Some(expires) = &entra.client_secret_expires
+    {
+        let why = if matches!(chosen, Found::Certificate { .. }) {
+            "entra-sync reads a certificate's expiry (notAfter) from the certificate itself"
+        } else {
+            "this credential has no secret that expires"
+        };
+        return Err(ctx.invalid(
+            expires.span(),
+            "entra.client_secret_expires",
             format!(
-                "the client secret is given {} ways ({names}); keep exactly one of them and remove the others",
-                given.len()
+                "is for a client secret, but the credential in use is not one ({why}); remove it"
             ),
         ));
     }
-    let given = given.remove(0);
 
-    let value = match &given {
-        Given::Inline(inline) => {
-            let value = inline.get_ref().trim_end();
-            if value.is_empty() {
-                return Err(ctx.invalid(
-                    inline.span(),
-                    "entra.client_secret",
-                    "is empty; put the client secret's Value here, or remove the key and use client_secret_file".to_owned(),
-                ));
-            }
-            if value.starts_with('/') {
-                return Err(ctx.invalid(
-                    inline.span(),
-                    "entra.client_secret",
-                    format!(
-                        "{value:?} looks like a file path; to read the secret from that file write client_secret_file = {value:?} instead"
+    match chosen {
+        Found::Secret(given) => {
+            let (secret, source) = secret::read_secret(ctx, given, warnings)?;
+            Ok(Credential::Secret { secret, source })
+        }
+        Found::Certificate {
+            path,
+            span,
+            from_credential,
+        } => read_certificate(ctx, entra, base_dir, path, span, from_credential, warnings),
+        Found::ManagedIdentity { .. } => managed_identity(ctx, entra, env),
+        Found::Federated {
+            path,
+            span,
+            from_env,
+        } => {
+            let key = (!from_env).then_some("entra.federated_token_file");
+            let shown = if from_env {
+                format!("$AZURE_FEDERATED_TOKEN_FILE {}", path.display())
+            } else {
+                format!("federated_token_file {}", path.display())
+            };
+            let fail = |m: String| ctx.error(ErrorKind::Secret, span.clone(), key, m);
+            files::check_trusted(&path, &shown).map_err(&fail)?;
+            read_federated_token(&path, &shown).map_err(&fail)?;
+            Ok(Credential::FederatedToken(FederatedToken {
+                path,
+                from_env,
+            }))
+        }
+    }
+}
+
+fn read_certificate(
+    ctx: &Ctx<'_>,
+    entra: &RawEntra,
+    base_dir: &Path,
+    path: PathBuf,
+    span: Option<Range<usize>>,
+    from_credential: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Credential, ConfigError> {
+    let key = if from_credential {
+        None
+    } else {
+        Some("entra.client_certificate_file")
+    };
+    let shown = if from_credential {
+        format!("systemd credential {}", path.display())
+    } else {
+        format!("client_certificate_file {}", path.display())
+    };
+    let key_path = match &entra.client_certificate_key_file {
+        Some(value) => {
+            non_empty_path(
+                ctx,
+                value,
+                "client_certificate_key_file",
+                "/etc/entra-sync/client.key",
+            )?;
+            Some((base_dir.join(value.get_ref()), value.span()))
+        }
+        None => None,
+    };
+    files::check_trusted(&path, &shown)
+        .map_err(|m| ctx.error(ErrorKind::Unsafe, span.clone(), key, m))?;
+    if let Some((key_file, key_span)) = &key_path {
+        files::check_trusted(key_file, "client_certificate_key_file").map_err(|m| {
+            ctx.error(
+                ErrorKind::Unsafe,
+                Some(key_span.clone()),
+                Some("entra.client_certificate_key_file"),
+                m,
+            )
+        })?;
+    }
+    let (cert, private_key) =
+        certificate::load(&path, key_path.as_ref().map(|(p, _)| p.as_path()), &shown).map_err(
+            |m| {
+                // Problems with the separate key file point at its key.
+                match (&key_path, m.contains("client_certificate_key_file")) {
+                    (Some((_, key_span)), true) => ctx.error(
+                        ErrorKind::Secret,
+                        Some(key_span.clone()),
+                        Some("entra.client_certificate_key_file"),
+                        m,
                     ),
-                ));
-            }
-            if let Ok(meta) = fs::metadata(ctx.path) {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    warnings.push(format!(
-                        "{path} contains client_secret and is readable by other users (mode {mode:04o}); \
-                         run: chmod 600 {path} (or move the secret to client_secret_file or a systemd credential)",
-                        path = ctx.path.display(),
-                    ));
+                    _ => ctx.error(ErrorKind::Secret, span.clone(), key, m),
                 }
-            }
-            value.to_owned()
-        }
-        Given::Env(secret) => (*secret).to_owned(),
-        Given::File { path, span, shown } => {
-            files::check_trusted(path, "client_secret_file").map_err(|m| {
-                ctx.error(
-                    ErrorKind::Unsafe,
-                    Some(span.clone()),
-                    Some("entra.client_secret_file"),
-                    m,
-                )
-            })?;
-            let value = read_secret_file(path, shown.as_deref()).map_err(|m| {
-                ctx.error(
-                    ErrorKind::Secret,
-                    Some(span.clone()),
-                    Some("entra.client_secret_file"),
-                    m,
-                )
-            })?;
-            if let Some(shown) = shown
-                && let Some(warning) =
-                    files::readable_warning(path, &format!("client_secret_file {shown}"))
-            {
-                warnings.push(warning);
-            }
-            value
-        }
-        Given::Credential(path) => {
-            files::check_trusted(path, "systemd credential")
-                .map_err(|m| ctx.error(ErrorKind::Unsafe, None, None, m))?;
-            let shown = format!("systemd credential {}", path.display());
-            read_secret_file(path, Some(&shown))
-                .map_err(|m| ctx.error(ErrorKind::Secret, None, None, m))?
+            },
+        )?;
+    // The file holding the key must be private (the certificate alone is public).
+    let key_file = key_path.as_ref().map_or(&path, |(p, _)| p);
+    if !from_credential
+        && let Some(warning) = files::readable_warning(
+            key_file,
+            &format!("the private key file {}", key_file.display()),
+        )
+    {
+        warnings.push(warning);
+    }
+    let (sha1, sha256) = certificate::thumbprints(&cert.der);
+    Ok(Credential::Certificate(Box::new(Certificate {
+        path,
+        key_path: key_path.map(|(p, _)| p),
+        from_systemd_credential: from_credential,
+        der: cert.der,
+        key: private_key,
+        sha1,
+        sha256,
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        subject: cert.subject,
+    })))
+}
+
+fn managed_identity(ctx: &Ctx<'_>, entra: &RawEntra, env: &Env) -> Result<Credential, ConfigError> {
+    let client_id = match &entra.managed_identity_client_id {
+        None => None,
+        Some(id) if is_guid(id.get_ref()) => Some(id.get_ref().to_ascii_lowercase()),
+        Some(id) => {
+            return Err(ctx.invalid(
+                id.span(),
+                "entra.managed_identity_client_id",
+                format!(
+                    "{:?} is not a GUID; copy the Client ID from the user-assigned managed identity's Overview page in the Azure portal",
+                    id.get_ref()
+                ),
+            ));
         }
     };
-
-    let source = given.source();
-    if is_guid(&value) {
-        warnings.push(format!(
-            "the client secret from {source} looks like a GUID, which is the Secret ID; \
-             entra-sync needs the secret's Value (shown once, when the secret is created)"
-        ));
-    }
-    Ok((Secret(value), source))
+    let (kind, endpoint) = match &entra.managed_identity_endpoint {
+        Some(value) => {
+            let url = parse_endpoint(value.get_ref(), IMDS_TOKEN_URL)
+                .map_err(|m| ctx.invalid(value.span(), "entra.managed_identity_endpoint", m))?;
+            (ManagedIdentityKind::Vm, url)
+        }
+        None => match (&env.identity_endpoint, &env.imds_endpoint) {
+            // The Arc agent sets both for services (1.4a step 1).
+            (Some(identity), Some(_)) => {
+                let url = parse_endpoint(identity, ARC_DEFAULT_TOKEN_URL).map_err(|m| {
+                    ctx.error(
+                        ErrorKind::Invalid,
+                        None,
+                        Some("entra.managed_identity"),
+                        format!(
+                            "the environment variable IDENTITY_ENDPOINT (set by the Azure Arc agent) {m}; \
+                             fix the variable or set managed_identity_endpoint"
+                        ),
+                    )
+                })?;
+                (ManagedIdentityKind::Arc, url)
+            }
+            _ if env.himds_installed => {
+                (ManagedIdentityKind::Arc, ARC_DEFAULT_TOKEN_URL.to_owned())
+            }
+            _ => (ManagedIdentityKind::Vm, IMDS_TOKEN_URL.to_owned()),
+        },
+    };
+    Ok(Credential::ManagedIdentity(ManagedIdentity {
+        client_id,
+        kind,
+        endpoint,
+        arc_tokens_dir: PathBuf::from(ARC_TOKENS_DIR),
+    }))
 }
 
-/// Reads a file holding only the secret. `shown` is how to name the file in messages (`None`:
-/// do not show it). Errors are the message part only.
-pub(super) fn read_secret_file(path: &Path, shown: Option<&str>) -> Result<String, String> {
-    let name = shown.map_or_else(
-        || "the file (its name is not shown because it looks like a secret; client_secret_file takes a path)".to_owned(),
-        str::to_owned,
-    );
-    let bytes = fs::read(path).map_err(|e| match e.kind() {
+/// Largest federated token file read: real tokens are about 1-2 KiB.
+const MAX_FEDERATED_TOKEN_BYTES: u64 = 64 * 1024;
+
+/// Reads the federated token (a JWT another identity provider wrote). Called at load and for
+/// every token request, since the file rotates. Errors are the message part; the token never
+/// appears in them.
+pub fn read_federated_token(path: &Path, shown: &str) -> Result<Secret, String> {
+    let file = fs::File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => format!(
-            "{name} does not exist; create it holding only the client secret's Value (chmod 600), or correct the path"
+            "{shown} does not exist; check the path (on AKS the workload identity webhook mounts it \
+             when the pod's service account has azure.workload.identity/client-id and the pod the \
+             azure.workload.identity/use label)"
         ),
         io::ErrorKind::PermissionDenied => format!(
-            "cannot read {name}: permission denied; make it readable by the user entra-sync runs as \
-             (check the owner with ls -l, then chown it to that user and chmod 600 it)"
+            "cannot read {shown}: permission denied; make it readable by the user entra-sync runs as"
         ),
-        _ => format!("cannot read {name}: {e}; it must be a file holding only the client secret's Value"),
+        _ => format!("cannot read {shown}: {e}"),
     })?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(file, MAX_FEDERATED_TOKEN_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_FEDERATED_TOKEN_BYTES {
+        return Err(format!(
+            "{shown} is larger than 64 KiB, so it is not a token; check the path"
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|_| {
-        format!("{name} is not UTF-8 text; it must hold only the client secret's Value")
+        format!("{shown} is not text; it must hold only the federated token (a JWT)")
     })?;
-    let value = text.trim_end();
-    if value.is_empty() {
+    let token = text.trim();
+    if token.is_empty() {
         return Err(format!(
-            "{name} is empty; put the client secret's Value in it (Certificates & secrets in the app registration; the Value, not the Secret ID)"
+            "{shown} is empty; the identity provider has not written the token yet"
         ));
     }
-    if value.contains(['\n', '\r']) {
+    if token.split('.').count() != 3 || token.contains(char::is_whitespace) {
         return Err(format!(
-            "{name} has more than one line; it must hold only the client secret's Value"
+            "{shown} does not hold a JWT (three base64url parts joined by dots); point the key at the \
+             token file the identity provider writes"
         ));
     }
-    Ok(value.to_owned())
+    Ok(Secret::new(token))
 }
+
+/// The environment variable names of this module, for `Env::from_process`.
+pub(super) const FEDERATED_TOKEN_FILE_ENV: &str = "AZURE_FEDERATED_TOKEN_FILE";
+pub(super) const AZURE_CLIENT_ID_ENV: &str = "AZURE_CLIENT_ID";
+pub(super) const AZURE_TENANT_ID_ENV: &str = "AZURE_TENANT_ID";
+pub(super) const IDENTITY_ENDPOINT_ENV: &str = "IDENTITY_ENDPOINT";
+pub(super) const IMDS_ENDPOINT_ENV: &str = "IMDS_ENDPOINT";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap is fine in tests only
 mod tests {
     use super::*;
     use crate::config::test_support::*;
-    use crate::config::*;
+    use crate::config::{Config, ConfigError, PrivateKey};
+    use rustls_pki_types::pem::PemObject as _;
 
-    // ---- the client secret ----
+    fn parse_in(dir: &Path, rest: &str, env: &Env) -> Result<Config, ConfigError> {
+        let config = dir.join("config.toml");
+        let text = with_head(rest);
+        Config::parse(&text, &config, env)
+    }
 
-    #[test]
-    fn each_secret_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("config.toml");
-
-        // Inline (trailing whitespace trimmed), in a 0600 file: no warning.
-        let text = with_head(&format!("client_secret = \"{SECRET}  \"\n"));
-        write_mode(&config_path, &text, 0o600);
-        let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
-        assert_eq!(config.entra.secret.expose(), SECRET);
-        assert_eq!(config.entra.secret_source, SecretSource::Inline);
-        assert_eq!(
-            config.entra.secret_source.to_string(),
-            "client_secret in the config file"
-        );
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-
-        // File, with a trailing newline.
-        let secret_path = dir.path().join("client-secret");
-        write_mode(&secret_path, &format!("{SECRET}\r\n\n"), 0o600);
-        let text = with_head(&format!(
-            "client_secret_file = {:?}\n",
-            secret_path.display().to_string()
-        ));
-        let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
-        assert_eq!(config.entra.secret.expose(), SECRET);
-        assert_eq!(
-            config.entra.secret_source,
-            SecretSource::File(secret_path.clone())
-        );
-        assert_eq!(
-            config.entra.secret_source.to_string(),
-            format!("client_secret_file {}", secret_path.display())
-        );
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-
-        // Environment variable (trimmed); an empty one does not count.
-        let env = Env {
-            secret: Some(format!("{SECRET}\n")),
-            credentials_directory: None,
-        };
-        let config = Config::parse(HEAD, &config_path, &env).unwrap();
-        assert_eq!(config.entra.secret.expose(), SECRET);
-        assert_eq!(config.entra.secret_source, SecretSource::Env);
-        assert_eq!(
-            config.entra.secret_source.to_string(),
-            "environment variable ENTRA_SYNC_CLIENT_SECRET"
-        );
-
-        // systemd credential.
-        let creds = tempfile::tempdir().unwrap();
-        write_mode(
-            &creds.path().join("client-secret"),
-            &format!("{SECRET}\n"),
-            0o400,
-        );
-        let env = Env {
-            secret: Some(" \n".to_owned()),
-            credentials_directory: Some(creds.path().to_path_buf()),
-        };
-        let config = Config::parse(HEAD, &config_path, &env).unwrap();
-        assert_eq!(config.entra.secret.expose(), SECRET);
-        let credential = creds.path().join("client-secret");
-        assert_eq!(
-            config.entra.secret_source,
-            SecretSource::Credential(credential.clone())
-        );
-        assert_eq!(
-            config.entra.secret_source.to_string(),
-            format!(
-                "systemd credential $CREDENTIALS_DIRECTORY/client-secret ({})",
-                credential.display()
-            )
-        );
-
-        // A credentials directory without our credential does not count.
-        let empty = tempfile::tempdir().unwrap();
-        let env = Env {
-            secret: Some(SECRET.to_owned()),
-            credentials_directory: Some(empty.path().to_path_buf()),
-        };
-        assert_eq!(
-            Config::parse(HEAD, &config_path, &env)
-                .unwrap()
-                .entra
-                .secret_source,
-            SecretSource::Env
-        );
+    fn cert(config: &Config) -> &Certificate {
+        config.entra.credential.certificate().unwrap()
     }
 
     #[test]
-    fn no_or_several_secret_sources() {
-        let none = "config: /etc/entra-sync/config.toml:1: entra.client_secret: no client secret is configured; do one of: \
-            add client_secret_file = \"/etc/entra-sync/client-secret\" (a file holding only the secret) to [entra], \
-            add client_secret = \"...\" to [entra], set the environment variable ENTRA_SYNC_CLIENT_SECRET, \
-            or pass a systemd credential (LoadCredential=client-secret:/path/to/secret, read from $CREDENTIALS_DIRECTORY/client-secret)";
-        let p = Path::new(P);
-        assert_eq!(
-            Config::parse(HEAD, p, &Env::default())
-                .unwrap_err()
-                .to_string(),
-            none
-        );
-        let blank = Env {
-            secret: Some(String::new()),
-            credentials_directory: None,
-        };
-        let error = Config::parse(HEAD, p, &blank).unwrap_err();
-        assert_eq!(error.to_string(), none);
-        assert_eq!(error.kind, ErrorKind::Secret);
-
-        // Inline and environment: points at the inline key.
-        let text = with_head(&format!("client_secret = \"{SECRET}\"\n"));
-        assert_eq!(
-            Config::parse(&text, p, &env_secret())
-                .unwrap_err()
-                .to_string(),
-            "config: /etc/entra-sync/config.toml:4: entra.client_secret: the client secret is given 2 ways (client_secret in the config file, \
-             environment variable ENTRA_SYNC_CLIENT_SECRET); keep exactly one of them and remove the others"
-        );
-        // Both keys in the file.
-        let text = with_head(&format!(
-            "client_secret_file = \"/etc/entra-sync/client-secret\"\nclient_secret = \"{SECRET}\"\n"
-        ));
-        assert_eq!(
-            Config::parse(&text, p, &Env::default())
-                .unwrap_err()
-                .to_string(),
-            "config: /etc/entra-sync/config.toml:5: entra.client_secret: the client secret is given 2 ways (client_secret in the config file, \
-             client_secret_file /etc/entra-sync/client-secret); keep exactly one of them and remove the others"
-        );
-        // Environment and credential: nothing in the file to point at.
-        let creds = tempfile::tempdir().unwrap();
-        write_mode(&creds.path().join("client-secret"), SECRET, 0o400);
-        let env = Env {
-            secret: Some(SECRET.to_owned()),
-            credentials_directory: Some(creds.path().to_path_buf()),
-        };
-        assert_eq!(
-            Config::parse(HEAD, p, &env).unwrap_err().to_string(),
-            format!(
-                "config: /etc/entra-sync/config.toml: the client secret is given 2 ways (environment variable ENTRA_SYNC_CLIENT_SECRET, \
-                 systemd credential $CREDENTIALS_DIRECTORY/client-secret ({})); keep exactly one of them and remove the others",
-                creds.path().join("client-secret").display()
-            )
-        );
-        // All four.
-        let text = with_head(&format!(
-            "client_secret = \"{SECRET}\"\nclient_secret_file = \"/nonexistent\"\n"
-        ));
-        let message = Config::parse(&text, p, &env).unwrap_err().to_string();
-        assert!(
-            message.contains("the client secret is given 4 ways"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn secret_file_problems() {
+    fn certificates_in_each_form() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
-        let parse_file = |name: &str| {
-            let text = with_head(&format!("client_secret_file = {name:?}\n"));
-            Config::parse(&text, &dir.path().join("config.toml"), &Env::default())
-        };
-        let cfg = format!("{d}/config.toml");
-
-        assert_eq!(
-            parse_file("missing").unwrap_err().to_string(),
-            format!(
-                "config: {cfg}:4: entra.client_secret_file: {d}/missing does not exist; create it holding only the client secret's Value (chmod 600), or correct the path"
-            )
-        );
-        write_mode(&dir.path().join("empty"), " \n\n", 0o600);
-        assert_eq!(
-            parse_file("empty").unwrap_err().to_string(),
-            format!(
-                "config: {cfg}:4: entra.client_secret_file: {d}/empty is empty; put the client secret's Value in it (Certificates & secrets in the app registration; the Value, not the Secret ID)"
-            )
-        );
-        write_mode(
-            &dir.path().join("two-lines"),
-            &format!("{SECRET}\nsecond\n"),
-            0o600,
-        );
-        let error = parse_file("two-lines").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "config: {cfg}:4: entra.client_secret_file: {d}/two-lines has more than one line; it must hold only the client secret's Value"
-            )
-        );
-        assert!(!error.to_string().contains(SECRET));
-        fs::create_dir(dir.path().join("a-dir")).unwrap();
-        let message = parse_file("a-dir").unwrap_err().to_string();
-        assert!(
-            message.starts_with(&format!(
-                "config: {cfg}:4: entra.client_secret_file: cannot read {d}/a-dir: "
-            )),
-            "{message}"
-        );
-        fs::write(dir.path().join("binary"), [0xff, 0xfe, 0x00]).unwrap();
-        assert_eq!(
-            parse_file("binary").unwrap_err().to_string(),
-            format!(
-                "config: {cfg}:4: entra.client_secret_file: {d}/binary is not UTF-8 text; it must hold only the client secret's Value"
-            )
-        );
-        assert_eq!(
-            parse_file("").unwrap_err().to_string(),
-            format!(
-                "config: {cfg}:4: entra.client_secret_file: is empty; give the path of a file holding only the client secret, e.g. \"/etc/entra-sync/client-secret\""
-            )
-        );
-        // The secret pasted where the path belongs is not echoed.
-        let error = parse_file(SECRET).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "config: {cfg}:4: entra.client_secret_file: the file (its name is not shown because it looks like a secret; client_secret_file takes a path) does not exist; create it holding only the client secret's Value (chmod 600), or correct the path"
-            )
-        );
-        // A credential that is present but empty.
-        let creds = tempfile::tempdir().unwrap();
-        write_mode(&creds.path().join("client-secret"), "\n", 0o400);
-        let env = Env {
-            secret: None,
-            credentials_directory: Some(creds.path().to_path_buf()),
-        };
-        assert_eq!(
-            Config::parse(HEAD, Path::new(P), &env)
-                .unwrap_err()
-                .to_string(),
-            format!(
-                "config: {P}: systemd credential {}/client-secret is empty; put the client secret's Value in it (Certificates & secrets in the app registration; the Value, not the Secret ID)",
-                creds.path().display()
-            )
-        );
-        // Inline problems.
-        let inline = |value: &str| {
-            Config::parse(
-                &with_head(&format!("client_secret = {value:?}\n")),
-                Path::new(P),
-                &Env::default(),
-            )
-            .unwrap_err()
-            .to_string()
-        };
-        assert_eq!(
-            inline(""),
-            format!(
-                "config: {P}:4: entra.client_secret: is empty; put the client secret's Value here, or remove the key and use client_secret_file"
-            )
-        );
-        assert_eq!(
-            inline("/etc/entra-sync/client-secret"),
-            format!(
-                "config: {P}:4: entra.client_secret: \"/etc/entra-sync/client-secret\" looks like a file path; to read the secret from that file write client_secret_file = \"/etc/entra-sync/client-secret\" instead"
-            )
-        );
-    }
-
-    #[test]
-    fn permission_warnings() {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("config.toml");
-        let text = with_head(&format!("client_secret = \"{SECRET}\"\n"));
-        for mode in [0o640, 0o644, 0o604] {
-            write_mode(&config_path, &text, mode);
-            let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
-            let p = config_path.display();
-            assert_eq!(
-                config.warnings,
-                vec![format!(
-                    "{p} contains client_secret and is readable by other users (mode {mode:04o}); run: chmod 600 {p} \
-                     (or move the secret to client_secret_file or a systemd credential)"
-                )]
-            );
-            assert!(config.warnings[0].contains(&format!("chmod 600 {p}")));
-        }
-        // Group or world readable config without an inline secret: fine.
-        write_mode(&config_path, HEAD, 0o644);
-        assert!(
-            Config::parse(HEAD, &config_path, &env_secret())
-                .unwrap()
-                .warnings
-                .is_empty()
-        );
-
-        // Secret file accessible by others: warning; by the group only: fine.
-        let secret_path = dir.path().join("client-secret");
-        let text = with_head("client_secret_file = \"client-secret\"\n");
-        // Issue 7 item 2: group read counts too (0o077).
-        for mode in [0o644, 0o640] {
-            write_mode(&secret_path, SECRET, mode);
-            let config = Config::parse(&text, &config_path, &Env::default()).unwrap();
-            let s = secret_path.display();
-            assert_eq!(
-                config.warnings,
-                vec![format!(
-                    "client_secret_file {s} is readable by other users (mode {mode:04o}); run: chmod 600 {s}"
-                )]
-            );
-        }
-        write_mode(&secret_path, SECRET, 0o600);
-        assert!(
-            Config::parse(&text, &config_path, &Env::default())
-                .unwrap()
-                .warnings
-                .is_empty()
-        );
-
-        // A GUID in place of the secret value.
-        let env = Env {
-            secret: Some("6f1b8c3e-0000-4000-8000-000000000001".to_owned()),
-            credentials_directory: None,
-        };
-        assert_eq!(
-            Config::parse(HEAD, &config_path, &env).unwrap().warnings,
-            vec!["the client secret from environment variable ENTRA_SYNC_CLIENT_SECRET looks like a GUID, which is the Secret ID; \
-                  entra-sync needs the secret's Value (shown once, when the secret is created)".to_owned()]
-        );
-    }
-
-    #[test]
-    fn secret_never_in_error_or_debug_output() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret_path = dir.path().join("client-secret");
-        write_mode(&secret_path, &format!("{SECRET}\n"), 0o600);
-        let inline = format!("client_secret = \"{SECRET}\"\n");
-        let env_only = env_secret();
-        let documents = [
-            // several sources
-            (with_head(&inline), env_only.clone()),
-            // a bad value next to an inline secret
-            (
-                format!("[entra]\n{inline}tenant_id = \"common\"\nclient_id = \"x\"\n"),
-                Env::default(),
-            ),
-            // the secret where a path belongs, and where other values belong
-            (
-                with_head(&format!("client_secret_file = \"{SECRET}\"\n")),
-                Env::default(),
-            ),
-            (
-                with_head(&format!("cloud = \"{SECRET}\"\n")),
-                env_only.clone(),
-            ),
-            (
-                with_head(&format!("graph_endpoint = \"{SECRET}\"\n")),
-                env_only.clone(),
-            ),
-            (
-                format!("[entra]\ntenant_id = \"{SECRET}\"\n"),
-                env_only.clone(),
-            ),
-            (
-                with_head(&format!("[sync]\nenabled = \"{SECRET}\"\n")),
-                env_only.clone(),
-            ),
-            (
-                with_head(&format!("[sync]\ninterval = \"{SECRET}\"\n")),
-                env_only.clone(),
-            ),
-            (
-                with_head(&format!(
-                    "[mapping]\ngroups = [\"{SECRET}\", \"{SECRET}\"]\n"
-                )),
-                env_only.clone(),
-            ),
-            // syntax errors on the secret's line
-            (
-                with_head(&format!("client_secret = \"{SECRET}\n")),
-                Env::default(),
-            ),
-            (
-                with_head(&format!("client_secret = {SECRET}\n")),
-                Env::default(),
-            ),
-            (with_head(&format!("{inline}{inline}")), Env::default()),
-            // a secret file plus the environment
-            (
-                with_head(&format!(
-                    "client_secret_file = {:?}\n",
-                    secret_path.display().to_string()
-                )),
-                env_only.clone(),
-            ),
-        ];
-        for (text, env) in &documents {
-            let error = Config::parse(text, &dir.path().join("config.toml"), env).unwrap_err();
-            let shown = error.to_string();
-            let debug = format!("{error:?}");
-            assert!(
-                !shown.contains(SECRET) && !debug.contains(SECRET),
-                "leak for {text:?}: {shown}"
-            );
-            assert!(
-                !shown.contains(&SECRET[..20]),
-                "partial leak for {text:?}: {shown}"
-            );
-        }
-        // Debug and Display of everything that holds the secret.
-        let config = Config::parse(
-            &with_head(&format!(
-                "client_secret_file = {:?}\n",
-                secret_path.display().to_string()
-            )),
-            &dir.path().join("config.toml"),
+        let pem = test_pem();
+        let both = dir.path().join("client.pem");
+        write_mode(&both, &format!("{}{}", pem.cert, pem.pkcs8), 0o600);
+        let config = parse_in(
+            dir.path(),
+            "client_certificate_file = \"client.pem\"\n",
             &Env::default(),
         )
         .unwrap();
-        assert_eq!(config.entra.secret.expose(), SECRET);
-        for shown in [
-            format!("{config:?}"),
-            format!("{config:#?}"),
-            format!("{:?}", config.entra),
-            format!("{}", config.entra.secret),
-            format!("{:?}", env_secret()),
-        ] {
-            assert!(!shown.contains(SECRET), "{shown}");
-        }
-        assert_eq!(config.entra.secret.to_string(), "[redacted]");
-        assert_eq!(format!("{:?}", config.entra.secret), "[redacted]");
-        assert_eq!(
-            format!("{:?}", env_secret()),
-            "Env { secret: Some(\"[redacted]\"), credentials_directory: None }"
+        let c = cert(&config);
+        assert_eq!(c.path, both);
+        assert_eq!(c.key_path, None);
+        assert!(matches!(c.key, PrivateKey::Pkcs8(_)));
+        assert_eq!(c.subject, "CN=entra-sync-test");
+        assert_eq!(c.thumbprint().len(), 40);
+        assert!(
+            c.thumbprint()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
         );
-        // A reload can still tell that the secret changed.
-        let mut other = config.clone();
-        other.entra.secret = Secret::new("another");
-        assert_ne!(config, other);
+        // The thumbprint is the SHA-1 of the DER, as the portal shows it.
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap();
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        assert_eq!(c.sha1.as_slice(), sha1.as_ref());
+        assert_eq!(c.der.as_slice(), der.as_ref());
+        let now = time::OffsetDateTime::now_utc();
+        assert!(c.not_before < now && c.not_after > now + time::Duration::days(360));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.entra.credential.kind(), "certificate");
+        assert_eq!(config.entra.credential.files(), vec![both.clone()]);
+        assert_eq!(
+            config.credential_expires(),
+            Some(c.not_after.date()),
+            "the certificate's notAfter replaces client_secret_expires"
+        );
+
+        // PKCS#1 key, key first.
+        write_mode(&both, &format!("{}{}", pem.pkcs1, pem.cert), 0o600);
+        let config = parse_in(
+            dir.path(),
+            "client_certificate_file = \"client.pem\"\n",
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(matches!(cert(&config).key, PrivateKey::Pkcs1(_)));
+
+        // A separate key file, readable by the group: a chmod warning.
+        let only_cert = dir.path().join("cert.pem");
+        let key = dir.path().join("client.key");
+        write_mode(&only_cert, &pem.cert, 0o644);
+        write_mode(&key, &pem.pkcs8, 0o640);
+        let config = parse_in(
+            dir.path(),
+            "client_certificate_file = \"cert.pem\"\nclient_certificate_key_file = \"client.key\"\n",
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(cert(&config).key_path.as_deref(), Some(key.as_path()));
+        assert_eq!(
+            config.warnings,
+            vec![format!(
+                "the private key file {k} is readable by other users (mode 0640); run: chmod 600 {k}",
+                k = key.display()
+            )]
+        );
+        assert_eq!(
+            config.entra.credential.files(),
+            vec![only_cert.clone(), key.clone()]
+        );
+
+        // The systemd credential.
+        let creds = tempfile::tempdir().unwrap();
+        let credential = creds.path().join(CERTIFICATE_CREDENTIAL_NAME);
+        write_mode(&credential, &format!("{}{}", pem.cert, pem.pkcs8), 0o400);
+        let env = Env {
+            credentials_directory: Some(creds.path().to_path_buf()),
+            ..Env::default()
+        };
+        let config = parse_in(dir.path(), "", &env).unwrap();
+        assert!(cert(&config).from_systemd_credential);
+        assert_eq!(cert(&config).path, credential);
+        assert!(config.entra.credential.files().is_empty());
+    }
+
+    #[test]
+    fn certificate_problems_are_explained_without_key_material() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = test_pem();
+        let path = dir.path().join("client.pem");
+        let shown = format!("client_certificate_file {}", path.display());
+        let key_line = pem.pkcs8.lines().nth(1).unwrap().to_owned();
+        let err = |contents: &str| {
+            write_mode(&path, contents, 0o600);
+            let e = parse_in(
+                dir.path(),
+                "client_certificate_file = \"client.pem\"\n",
+                &Env::default(),
+            )
+            .unwrap_err();
+            let text = e.to_string();
+            assert!(!text.contains(&key_line), "{text}");
+            assert_eq!(
+                e.key.as_deref(),
+                Some("entra.client_certificate_file"),
+                "{text}"
+            );
+            e.message
+        };
+        assert!(err(&pem.cert).starts_with(&format!("{shown} holds no private key")));
+        assert!(err(&pem.pkcs8).starts_with(&format!("{shown} holds no certificate")));
+        let (other_key, _) = test_key();
+        let m = err(&format!("{}{other_key}", pem.cert));
+        assert!(
+            m.starts_with(&format!(
+                "the private key in {shown} does not belong to the certificate"
+            )),
+            "{m}"
+        );
+        assert!(err("hello\n").starts_with(&format!("{shown} is not PEM")));
+        let m = err(&format!(
+            "{}-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            pem.cert
+        ));
+        assert!(m.contains("holds an encrypted private key"), "{m}");
+        let broken = pem.pkcs8.replace("-----END PRIVATE KEY-----", "");
+        let m = err(&format!("{}{broken}", pem.cert));
+        assert!(m.contains("is not a valid PEM file"), "{m}");
+        let m = err(&format!("{}{}{}", pem.cert, pem.pkcs8, pem.pkcs1));
+        assert!(m.contains("holds 2 private keys"), "{m}");
+        std::fs::remove_file(&path).unwrap();
+        let e = parse_in(
+            dir.path(),
+            "client_certificate_file = \"client.pem\"\n",
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("does not exist"), "{e}");
+        // Writable by others: refused (issue 7 item 2).
+        let e = {
+            write_mode(&path, &format!("{}{}", pem.cert, pem.pkcs8), 0o622);
+            parse_in(
+                dir.path(),
+                "client_certificate_file = \"client.pem\"\n",
+                &Env::default(),
+            )
+            .unwrap_err()
+        };
+        assert_eq!(e.kind, ErrorKind::Unsafe);
+        assert!(
+            e.message.contains("is writable by its group and others")
+                || e.message.contains("is writable by group and others"),
+            "{e}"
+        );
+        // A key file alone.
+        let e = parse_in(
+            dir.path(),
+            "client_certificate_key_file = \"k\"\n",
+            &env_secret(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("entra.client_certificate_key_file"));
+        assert!(e.message.contains("belongs to a certificate"), "{e}");
+    }
+
+    #[test]
+    fn managed_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse = |rest: &str, env: &Env| {
+            let text = format!("[entra]\ntenant_id = \"contoso.onmicrosoft.com\"\n{rest}");
+            Config::parse(&text, &dir.path().join("config.toml"), env)
+        };
+        let mi = |config: &Config| match &config.entra.credential {
+            Credential::ManagedIdentity(mi) => mi.clone(),
+            other => panic!("{other:?}"),
+        };
+        let config = parse("managed_identity = true\n", &Env::default()).unwrap();
+        let system = mi(&config);
+        assert_eq!(system.client_id, None);
+        assert_eq!(system.kind, ManagedIdentityKind::Vm);
+        assert_eq!(system.endpoint, IMDS_TOKEN_URL);
+        assert_eq!(system.api_version(), "2018-02-01");
+        assert_eq!(config.entra.client_id, None);
+        assert_eq!(config.entra.resource(), "https://graph.microsoft.com/");
+
+        let config = parse(
+            "managed_identity_client_id = \"AAAAAAAA-2222-3333-4444-555555555555\"\nmanaged_identity_endpoint = \"http://127.0.0.1:8080/token\"\n",
+            &Env::default(),
+        )
+        .unwrap();
+        let user = mi(&config);
+        assert_eq!(
+            user.client_id.as_deref(),
+            Some("aaaaaaaa-2222-3333-4444-555555555555")
+        );
+        assert_eq!(user.endpoint, "http://127.0.0.1:8080/token");
+
+        // Arc: the agent's variables.
+        let arc_env = Env {
+            identity_endpoint: Some("http://localhost:40342/metadata/identity/oauth2/token".into()),
+            imds_endpoint: Some("http://localhost:40342".into()),
+            ..Env::default()
+        };
+        let arc = mi(&parse("managed_identity = true\n", &arc_env).unwrap());
+        assert_eq!(arc.kind, ManagedIdentityKind::Arc);
+        assert_eq!(
+            arc.endpoint,
+            "http://localhost:40342/metadata/identity/oauth2/token"
+        );
+        assert_eq!(arc.api_version(), "2019-11-01");
+        assert_eq!(arc.arc_tokens_dir, Path::new(ARC_TOKENS_DIR));
+        let himds = Env {
+            himds_installed: true,
+            ..Env::default()
+        };
+        let arc = mi(&parse("managed_identity = true\n", &himds).unwrap());
+        assert_eq!(
+            (arc.kind, arc.endpoint.as_str()),
+            (ManagedIdentityKind::Arc, ARC_DEFAULT_TOKEN_URL)
+        );
+
+        // client_id is not needed, and a warning when given.
+        let config = parse(
+            "client_id = \"11111111-2222-3333-4444-555555555555\"\nmanaged_identity = true\n",
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(
+            config.warnings[0].contains("is not used with a managed identity"),
+            "{:?}",
+            config.warnings
+        );
+
+        let e = parse("managed_identity_client_id = \"nope\"\n", &Env::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("entra.managed_identity_client_id: \"nope\" is not a GUID"),
+            "{e}"
+        );
+        let e = parse(
+            "managed_identity = false\nmanaged_identity_client_id = \"aaaaaaaa-2222-3333-4444-555555555555\"\n",
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("is false, but managed_identity_client_id"),
+            "{e}"
+        );
+        let e = parse(
+            "managed_identity = true\nmanaged_identity_endpoint = \"http://10.0.0.1/token\"\n",
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("plain http"), "{e}");
+        let ok = parse(
+            "managed_identity = true\nmanaged_identity_endpoint = \"http://169.254.169.254/metadata/identity/oauth2/token\"\n",
+            &Env::default(),
+        );
+        assert!(ok.is_ok());
+        let e = parse_in(
+            dir.path(),
+            "managed_identity_endpoint = \"http://127.0.0.1:1/t\"\n",
+            &env_secret(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("only used with a managed identity"),
+            "{e}"
+        );
+        // managed_identity = false alone is no credential.
+        let e = parse_in(dir.path(), "managed_identity = false\n", &Env::default()).unwrap_err();
+        assert!(e.message.starts_with("no credential is configured"), "{e}");
+    }
+
+    #[test]
+    fn federated_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        write_mode(&token, "eyJh.eyJi.c2ln\n", 0o600);
+        let config = parse_in(
+            dir.path(),
+            "federated_token_file = \"token\"\n",
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.entra.credential,
+            Credential::FederatedToken(FederatedToken {
+                path: token.clone(),
+                from_env: false
+            })
+        );
+        // The AKS convention: the file and the ids from the environment.
+        let env = Env {
+            federated_token_file: Some(token.clone()),
+            azure_client_id: Some("aaaaaaaa-2222-3333-4444-555555555555".into()),
+            azure_tenant_id: Some("bbbbbbbb-2222-3333-4444-555555555555".into()),
+            ..Env::default()
+        };
+        let config = Config::parse("[entra]\n", &dir.path().join("config.toml"), &env).unwrap();
+        assert_eq!(
+            config.entra.client_id.as_deref(),
+            Some("aaaaaaaa-2222-3333-4444-555555555555")
+        );
+        assert_eq!(
+            config.entra.tenant_id,
+            "bbbbbbbb-2222-3333-4444-555555555555"
+        );
+        assert!(matches!(&config.entra.credential, Credential::FederatedToken(f) if f.from_env));
+        // The keys win over the variables.
+        let config = parse_in(dir.path(), "", &env).unwrap();
+        assert_eq!(
+            config.entra.client_id.as_deref(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        // The ambient variable does not count when another credential is configured.
+        let env_and_secret = Env {
+            secret: Some("Zq8~s3cr3t.VALUE_abcdefghijklmnopqrstuv".into()),
+            ..env.clone()
+        };
+        let config = parse_in(dir.path(), "", &env_and_secret).unwrap();
+        assert_eq!(config.entra.credential.kind(), "client secret");
+        // A bad AZURE_CLIENT_ID is named.
+        let bad = Env {
+            azure_client_id: Some("x".into()),
+            ..env.clone()
+        };
+        let e = Config::parse("[entra]\n", &dir.path().join("config.toml"), &bad).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("the environment variable AZURE_CLIENT_ID \"x\" is not a GUID"),
+            "{e}"
+        );
+        // Missing, empty or not a JWT.
+        for (contents, says) in [
+            (None, "does not exist"),
+            (Some(""), "is empty"),
+            (Some("abc"), "does not hold a JWT"),
+        ] {
+            match contents {
+                None => std::fs::remove_file(&token).unwrap(),
+                Some(c) => write_mode(&token, c, 0o600),
+            }
+            let e = parse_in(
+                dir.path(),
+                "federated_token_file = \"token\"\n",
+                &Env::default(),
+            )
+            .unwrap_err();
+            assert!(e.message.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn several_credentials_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = test_pem();
+        write_mode(
+            &dir.path().join("client.pem"),
+            &format!("{}{}", pem.cert, pem.pkcs8),
+            0o600,
+        );
+        write_mode(&dir.path().join("token"), "a.b.c", 0o600);
+        let e = parse_in(
+            dir.path(),
+            "client_certificate_file = \"client.pem\"\nmanaged_identity = true\nfederated_token_file = \"token\"\n",
+            &env_secret(),
+        )
+        .unwrap_err();
+        let d = dir.path().display();
+        assert_eq!(
+            e.message,
+            format!(
+                "4 credentials are configured (environment variable ENTRA_SYNC_CLIENT_SECRET, client_certificate_file {d}/client.pem, \
+                 managed_identity (a managed identity), federated_token_file {d}/token); entra-sync signs in with exactly one, so keep \
+                 one and remove the others"
+            )
+        );
+        assert_eq!(e.key.as_deref(), Some("entra.client_certificate_file"));
+        assert_eq!(e.line, Some(4));
+        assert!(!e.to_string().contains("s3cr3t"));
+        // client_secret_expires belongs to a secret.
+        let e = parse_in(
+            dir.path(),
+            "client_certificate_file = \"client.pem\"\nclient_secret_expires = 2030-01-01\n",
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("reads a certificate's expiry (notAfter) from the certificate itself"),
+            "{e}"
+        );
     }
 }

@@ -17,10 +17,12 @@
 //! `[redacted]`, and error messages are scrubbed of it as a second line of defence.
 
 mod build;
+mod certificate;
 mod credential;
 mod error;
 mod files;
 mod schema;
+mod secret;
 #[cfg(test)]
 mod test_support;
 mod values;
@@ -34,10 +36,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::de::DeTable;
 
-pub use credential::{Secret, SecretSource};
+pub use certificate::{Certificate, PrivateKey};
+pub use credential::{
+    ARC_TOKENS_DIR, CERTIFICATE_CREDENTIAL_NAME, Credential, FederatedToken, IMDS_TOKEN_URL,
+    ManagedIdentity, ManagedIdentityKind, read_federated_token,
+};
 pub use error::{ConfigError, ErrorKind};
 use error::{Ctx, line_of, read_error};
 use schema::{RawConfig, check_shape};
+pub use secret::{Secret, SecretSource};
+#[cfg(test)]
+pub(crate) use test_support::test_certificate;
 pub use values::is_guid;
 
 /// Where the configuration lives unless `--config` or `$ENTRA_SYNC_CONFIG` says otherwise.
@@ -86,9 +95,12 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entra {
     pub tenant_id: String,
-    pub client_id: String,
-    pub secret: Secret,
-    pub secret_source: SecretSource,
+    /// The app registration's Application (client) ID; `None` with a managed identity, which
+    /// signs in as itself.
+    pub client_id: Option<String>,
+    /// Exactly one credential (issue 9).
+    pub credential: Credential,
+    /// Only with a client secret.
     pub client_secret_expires: Option<time::Date>,
     pub cloud: Cloud,
     /// Origin of the login endpoint, without a trailing slash.
@@ -103,6 +115,28 @@ impl Entra {
     /// stays the cloud's even when `graph_endpoint` points elsewhere (a proxy, a test server).
     pub fn scope(&self) -> String {
         format!("{}/.default", self.cloud.graph_endpoint())
+    }
+
+    /// The client secret, when that is the credential.
+    pub fn secret(&self) -> Option<&Secret> {
+        match &self.credential {
+            Credential::Secret { secret, .. } => Some(secret),
+            _ => None,
+        }
+    }
+
+    /// Where the client secret came from, when that is the credential.
+    pub fn secret_source(&self) -> Option<&SecretSource> {
+        match &self.credential {
+            Credential::Secret { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The managed-identity `resource`: the cloud's Graph origin with a trailing slash
+    /// (graph-protocol.md 1.4: `resource`, not `scope`, no `/.default`).
+    pub fn resource(&self) -> String {
+        format!("{}/", self.cloud.graph_endpoint())
     }
 
     /// The token endpoint: `{authority_host}/{tenant_id}/oauth2/v2.0/token`.
@@ -199,6 +233,17 @@ pub struct Env {
     pub secret: Option<String>,
     /// `$CREDENTIALS_DIRECTORY`.
     pub credentials_directory: Option<PathBuf>,
+    /// `$AZURE_FEDERATED_TOKEN_FILE` (the AKS workload identity convention).
+    pub federated_token_file: Option<PathBuf>,
+    /// `$AZURE_CLIENT_ID`, used with a federated token when `client_id` is left out.
+    pub azure_client_id: Option<String>,
+    /// `$AZURE_TENANT_ID`, used with a federated token when `tenant_id` is left out.
+    pub azure_tenant_id: Option<String>,
+    /// `$IDENTITY_ENDPOINT` and `$IMDS_ENDPOINT`, set by the Azure Arc agent.
+    pub identity_endpoint: Option<String>,
+    pub imds_endpoint: Option<String>,
+    /// The Arc agent's `himds` is installed (its default endpoint applies).
+    pub himds_installed: bool,
 }
 
 impl Env {
@@ -211,6 +256,14 @@ impl Env {
             credentials_directory: std::env::var_os(CREDENTIALS_DIRECTORY_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            federated_token_file: std::env::var_os(credential::FEDERATED_TOKEN_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            azure_client_id: non_empty_var(credential::AZURE_CLIENT_ID_ENV),
+            azure_tenant_id: non_empty_var(credential::AZURE_TENANT_ID_ENV),
+            identity_endpoint: non_empty_var(credential::IDENTITY_ENDPOINT_ENV),
+            imds_endpoint: non_empty_var(credential::IMDS_ENDPOINT_ENV),
+            himds_installed: Path::new(credential::HIMDS_PATH).exists(),
         }
     }
 }
@@ -228,11 +281,21 @@ fn handed_over_secret() -> Option<String> {
     HANDED_OVER_SECRET.get().cloned()
 }
 
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Env")
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
             .field("credentials_directory", &self.credentials_directory)
+            .field("federated_token_file", &self.federated_token_file)
+            .field("azure_client_id", &self.azure_client_id)
+            .field("azure_tenant_id", &self.azure_tenant_id)
+            .field("identity_endpoint", &self.identity_endpoint)
+            .field("imds_endpoint", &self.imds_endpoint)
+            .field("himds_installed", &self.himds_installed)
             .finish()
     }
 }
@@ -283,11 +346,19 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
     }
 
-    /// Days from `today` until `entra.client_secret_expires` (negative once it has passed),
-    /// or `None` if the expiry date is not configured.
+    /// When the credential in use expires: `entra.client_secret_expires` for a secret, the
+    /// certificate's `notAfter` (UTC date) for a certificate, `None` otherwise or unknown.
+    pub fn credential_expires(&self) -> Option<time::Date> {
+        match &self.entra.credential {
+            Credential::Certificate(cert) => Some(cert.not_after.date()),
+            _ => self.entra.client_secret_expires,
+        }
+    }
+
+    /// Days from `today` until [`Config::credential_expires`] (negative once it has passed),
+    /// or `None` if the expiry is not known.
     pub fn secret_days_left(&self, today: time::Date) -> Option<i64> {
-        self.entra
-            .client_secret_expires
+        self.credential_expires()
             .map(|expires| (expires - today).whole_days())
     }
 
@@ -410,9 +481,11 @@ mod tests {
             path: config_path.clone(),
             entra: Entra {
                 tenant_id: TENANT.to_owned(),
-                client_id: CLIENT.to_owned(),
-                secret: Secret::new(SECRET),
-                secret_source: SecretSource::File(secret_path.clone()),
+                client_id: Some(CLIENT.to_owned()),
+                credential: Credential::Secret {
+                    secret: Secret::new(SECRET),
+                    source: SecretSource::File(secret_path.clone()),
+                },
                 client_secret_expires: None,
                 cloud: Cloud::Global,
                 authority_host: Cloud::Global.authority_host().to_owned(),
@@ -456,6 +529,37 @@ mod tests {
                     "{table}.{key} is not documented"
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Issue 7 item 6: random and mutated documents (the example file with bytes replaced,
+        /// inserted or cut, and arbitrary text) give a Config or a ConfigError, never a panic.
+        #[test]
+        fn the_config_parser_never_panics(
+            edits in proptest::collection::vec((0usize..4000, 0u8..3, proptest::char::any()), 0..8),
+            cut in 0usize..4000,
+            junk in "\\PC{0,200}",
+        ) {
+            let mut text: Vec<char> = EXAMPLE.chars().collect();
+            for (at, op, c) in edits {
+                let at = at % (text.len() + 1);
+                match op {
+                    0 if at < text.len() => text[at] = c,
+                    1 => text.insert(at, c),
+                    _ if at < text.len() => {
+                        text.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let text: String = text.into_iter().collect();
+            let env = env_secret();
+            let _ = Config::parse(&text, Path::new(P), &env);
+            let cut: String = text.chars().take(cut).collect();
+            let _ = Config::parse(&cut, Path::new(P), &env);
+            let _ = Config::parse(&junk, Path::new(P), &env);
+            let _ = Config::parse(&format!("{HEAD}{junk}"), Path::new(P), &env);
         }
     }
 

@@ -22,6 +22,24 @@ pub(super) const SCHEMA: &[(&str, &[KeyExample])] = &[
             ("client_secret", "\"<the secret's Value>\""),
             ("client_secret_file", "\"/etc/entra-sync/client-secret\""),
             ("client_secret_expires", "2028-11-26"),
+            ("client_certificate_file", "\"/etc/entra-sync/client.pem\""),
+            (
+                "client_certificate_key_file",
+                "\"/etc/entra-sync/client.key\"",
+            ),
+            ("managed_identity", "true"),
+            (
+                "managed_identity_client_id",
+                "\"11111111-2222-3333-4444-555555555555\"",
+            ),
+            (
+                "managed_identity_endpoint",
+                "\"http://169.254.169.254/metadata/identity/oauth2/token\"",
+            ),
+            (
+                "federated_token_file",
+                "\"/var/run/secrets/azure/tokens/azure-identity-token\"",
+            ),
             ("cloud", "\"global\""),
             ("authority_host", "\"https://login.microsoftonline.com\""),
             ("graph_endpoint", "\"https://graph.microsoft.com\""),
@@ -94,6 +112,12 @@ pub(super) struct RawEntra {
     pub(super) client_secret_file: Option<Spanned<String>>,
     /// Any TOML value, so that a quoted date or a date-time gets a precise message.
     pub(super) client_secret_expires: Option<Spanned<toml::Value>>,
+    pub(super) client_certificate_file: Option<Spanned<String>>,
+    pub(super) client_certificate_key_file: Option<Spanned<String>>,
+    pub(super) managed_identity: Option<Spanned<bool>>,
+    pub(super) managed_identity_client_id: Option<Spanned<String>>,
+    pub(super) managed_identity_endpoint: Option<Spanned<String>>,
+    pub(super) federated_token_file: Option<Spanned<String>>,
     pub(super) cloud: Option<Spanned<String>>,
     pub(super) authority_host: Option<Spanned<String>>,
     pub(super) graph_endpoint: Option<Spanned<String>>,
@@ -280,7 +304,7 @@ mod tests {
             ),
             (
                 &with_head("foo = 1\n"),
-                "config: /etc/entra-sync/config.toml:4: entra.foo: unknown key; valid keys in [entra] are: tenant_id, client_id, client_secret, client_secret_file, client_secret_expires, cloud, authority_host, graph_endpoint",
+                "config: /etc/entra-sync/config.toml:4: entra.foo: unknown key; valid keys in [entra] are: tenant_id, client_id, client_secret, client_secret_file, client_secret_expires, client_certificate_file, client_certificate_key_file, managed_identity, managed_identity_client_id, managed_identity_endpoint, federated_token_file, cloud, authority_host, graph_endpoint",
             ),
             (
                 &with_head("[sync]\nintervall = \"5m\"\n"),
@@ -312,7 +336,7 @@ mod tests {
             ),
             (
                 &with_head("[entra.extra]\nx = 1\n"),
-                "config: /etc/entra-sync/config.toml:4: entra.extra: unknown key; valid keys in [entra] are: tenant_id, client_id, client_secret, client_secret_file, client_secret_expires, cloud, authority_host, graph_endpoint",
+                "config: /etc/entra-sync/config.toml:4: entra.extra: unknown key; valid keys in [entra] are: tenant_id, client_id, client_secret, client_secret_file, client_secret_expires, client_certificate_file, client_certificate_key_file, managed_identity, managed_identity_client_id, managed_identity_endpoint, federated_token_file, cloud, authority_host, graph_endpoint",
             ),
             (
                 "[[entra]]\ntenant_id = \"contoso.onmicrosoft.com\"\n",

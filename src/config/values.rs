@@ -95,6 +95,37 @@ pub(super) fn parse_local_date(value: &toml::Value) -> Result<time::Date, String
     }
 }
 
+/// Parses a full endpoint URL `scheme://host[:port]/path` (the managed-identity token
+/// endpoint) into its normal form. Like [`parse_origin`] for the origin, except that plain
+/// http is also allowed for the link-local IMDS address 169.254.169.254; no query or fragment.
+pub(super) fn parse_endpoint(raw: &str, example: &str) -> Result<String, String> {
+    let shape = format!("give a URL like \"{example}\"");
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return Err(format!("{raw:?} is not a URL; {shape}"));
+    };
+    if rest.contains(['?', '#']) {
+        return Err(format!("{raw:?} has a query or fragment; {shape}"));
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{raw:?} contains whitespace; {shape}"));
+    }
+    let link_local = scheme.eq_ignore_ascii_case("http")
+        && authority
+            .split(':')
+            .next()
+            .is_some_and(|host| host == "169.254.169.254");
+    let origin = if link_local {
+        // parse_origin refuses http for non-loopback hosts; IMDS is plain http by design.
+        parse_origin(&format!("https://{authority}"), example, "")
+            .map(|o| o.replacen("https://", "http://", 1))?
+    } else {
+        parse_origin(&format!("{scheme}://{authority}"), example, "")?
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    Ok(format!("{origin}{path}"))
+}
+
 /// Parses a bare origin `scheme://host[:port]` (one trailing `/` allowed) into its normal form:
 /// lower-case scheme and host, no trailing slash. `http` only for loopback hosts.
 pub(super) fn parse_origin(raw: &str, example: &str, path_note: &str) -> Result<String, String> {

@@ -60,6 +60,37 @@ impl Graph {
         &self.auth
     }
 
+    /// A missing permission reads differently for a managed identity (issue 9 §2).
+    fn for_credential(&self, error: GraphError) -> GraphError {
+        match error {
+            GraphError::PermissionMissing {
+                resource,
+                path,
+                code,
+                permission,
+            } if matches!(
+                self.auth.credential(),
+                crate::config::Credential::ManagedIdentity(_)
+            ) =>
+            {
+                let object_id = self
+                    .auth
+                    .token()
+                    .ok()
+                    .and_then(|t| t.object_id())
+                    .unwrap_or_else(|| "unknown".to_owned());
+                GraphError::ManagedIdentityRoleMissing {
+                    resource,
+                    path,
+                    code,
+                    permission,
+                    object_id,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// GETs one delta page, retrying transient failures, and parses it whole: a body that
     /// does not parse is never half-used.
     pub fn get_page(&self, resource: Resource, url: &str) -> Result<Page, GraphError> {
@@ -80,7 +111,7 @@ impl Graph {
                     self.check_origin(resource, link)?;
                     return Ok(page);
                 }
-                Attempt::Fatal(error) => return Err(error),
+                Attempt::Fatal(error) => return Err(self.for_credential(error)),
                 Attempt::Unauthorized { code, message } => {
                     if refreshed_token {
                         return Err(unauthorized(resource, code, message));

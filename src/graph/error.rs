@@ -23,6 +23,23 @@ pub enum GraphError {
         code: String,
         permission: &'static str,
     },
+    /// A managed identity has no consent screen: its permissions are app-role assignments
+    /// (graph-protocol.md 1.4), and its tokens keep the old roles for up to 24 hours.
+    #[error(
+        "graph: {resource}: access denied (HTTP 403 {code}) on {path}: the managed identity (object \
+         id {object_id}) lacks the Graph app role {permission}; the admin consent button does not \
+         apply to managed identities: assign the app role with PowerShell \
+         (New-MgServicePrincipalAppRoleAssignment) or the CLI (az rest ... appRoleAssignments), \
+         see the README's managed identity section; a new role can take hours (up to 24) to reach \
+         the identity's tokens, which entra-sync keeps retrying"
+    )]
+    ManagedIdentityRoleMissing {
+        resource: Resource,
+        path: String,
+        code: String,
+        permission: &'static str,
+        object_id: String,
+    },
     #[error("graph: {resource}: token refused (HTTP 401 {code}) twice: {message}; {advice}")]
     Unauthorized {
         resource: Resource,

@@ -10,6 +10,7 @@ mod sim;
 mod support;
 
 mod commands;
+mod credentials;
 mod daemon;
 mod faults;
 mod history;

@@ -49,11 +49,25 @@ impl TestEnv {
 
     /// Writes the config with `mapping` and extra `[sync]` lines.
     pub fn write_config_with(&self, mapping: &str, sync_extra: &str) {
+        let credential = format!(
+            "client_id = \"{}\"\nclient_secret_file = \"{}\"",
+            sim::CLIENT_ID,
+            self.dir.path().join("client-secret").display()
+        );
+        self.write_config_full(&credential, mapping, sync_extra);
+    }
+
+    /// Writes the config with `credential` (the `[entra]` lines naming the client id and the
+    /// credential) in place of the client secret file.
+    pub fn write_config_credential(&self, credential: &str) {
+        self.write_config_full(credential, r#"groups = ["Engineering"]"#, "");
+    }
+
+    fn write_config_full(&self, credential: &str, mapping: &str, sync_extra: &str) {
         let text = format!(
             r#"[entra]
 tenant_id = "{tenant}"
-client_id = "{client}"
-client_secret_file = "{secret}"
+{credential}
 authority_host = "{url}"
 graph_endpoint = "{url}"
 
@@ -66,8 +80,6 @@ interval = "1s"
 {mapping}
 "#,
             tenant = sim::TENANT_ID,
-            client = sim::CLIENT_ID,
-            secret = self.dir.path().join("client-secret").display(),
             url = self.sim.url(),
             db = self.db.display(),
         );
@@ -82,6 +94,11 @@ interval = "1s"
             .args(args)
             .env_remove("ENTRA_SYNC_CLIENT_SECRET")
             .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+            .env_remove("AZURE_CLIENT_ID")
+            .env_remove("AZURE_TENANT_ID")
+            .env_remove("IDENTITY_ENDPOINT")
+            .env_remove("IMDS_ENDPOINT")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
             .env("RUST_LOG", "entra_sync=debug")

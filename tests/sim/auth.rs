@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::http::{self, AAD_CONTENT_TYPE, Ctx, Incoming, Reply};
+use super::identity::{self, IdentityState};
 use super::schema::ObjectType;
 use super::{CLIENT_ID, CLIENT_SECRET, Settings, TENANT_DOMAIN, TENANT_ID, TokenError};
 
@@ -65,11 +66,23 @@ struct Issued {
 #[derive(Default)]
 pub(super) struct TokenStore {
     tokens: HashMap<String, Issued>,
+    /// Used assertion ids and Arc challenge keys.
+    pub identity: IdentityState,
 }
 
 impl TokenStore {
     /// Mints a fake JWT (its middle part decodes to claims with `roles`; no real signature).
     pub fn issue(&mut self, roles: Roles, lifetime_secs: u64) -> String {
+        self.issue_with(roles, lifetime_secs, json!({}))
+    }
+
+    /// [`TokenStore::issue`] with `extra` claims (a managed identity's `oid`, `appid`).
+    pub fn issue_with(
+        &mut self,
+        roles: Roles,
+        lifetime_secs: u64,
+        extra: serde_json::Value,
+    ) -> String {
         let now = http::unix_now();
         let header = json!({"typ": "JWT", "alg": "RS256", "kid": "sim-key"});
         let mut claims = json!({
@@ -84,6 +97,11 @@ impl TokenStore {
             "uti": http::random_token(1),
             "ver": "1.0",
         });
+        if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                claims.insert(k.clone(), v.clone());
+            }
+        }
         // A token without consent has no roles claim at all (protocol notes 1.2).
         if !roles.names().is_empty() {
             claims["roles"] = json!(roles.names());
@@ -135,7 +153,12 @@ pub(super) struct AadError {
     pub text: String,
 }
 
-fn fail(status: u16, error: &'static str, code: u32, text: impl Into<String>) -> AadError {
+pub(super) fn fail(
+    status: u16,
+    error: &'static str,
+    code: u32,
+    text: impl Into<String>,
+) -> AadError {
     AadError {
         status,
         error,
@@ -162,7 +185,14 @@ pub(super) fn serve(
     settings: &Settings,
     graph_host: &str,
 ) -> Reply {
-    match validate(incoming, settings, graph_host) {
+    let audience = format!("{graph_host}{}", incoming.path);
+    match validate(
+        &mut tokens.identity,
+        incoming,
+        settings,
+        graph_host,
+        &audience,
+    ) {
         Ok(()) => {
             let roles = Roles {
                 users: settings.consent_users,
@@ -210,7 +240,13 @@ fn aad_reply(ctx: &Ctx, status: u16, body: String) -> Reply {
         .with("client-request-id", ctx.client_request_id.clone())
 }
 
-fn validate(incoming: &Incoming, settings: &Settings, graph_host: &str) -> Result<(), AadError> {
+fn validate(
+    identity: &mut IdentityState,
+    incoming: &Incoming,
+    settings: &Settings,
+    graph_host: &str,
+    audience: &str,
+) -> Result<(), AadError> {
     let tenant = incoming
         .path
         .trim_start_matches('/')
@@ -253,14 +289,17 @@ fn validate(incoming: &Incoming, settings: &Settings, graph_host: &str) -> Resul
         return Err(app_not_found(&client_id, tenant));
     }
     check_scope(field("scope"), tenant, graph_host)?;
-    if field("client_assertion").is_some() {
-        // Certificates are not simulated: no assertion can be valid here.
-        return Err(fail(
-            401,
-            "invalid_client",
-            700027,
-            "Client assertion failed signature validation.",
-        ));
+    if let Some(assertion) = field("client_assertion") {
+        if field("client_assertion_type")
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return Err(missing("client_assertion_type"));
+        }
+        if field("client_secret").is_some() {
+            let text = "Only one of client_secret and client_assertion may be sent.";
+            return Err(fail(400, "invalid_request", 90014, text));
+        }
+        return identity::check_assertion(identity, assertion, audience, settings);
     }
     let secret = field("client_secret")
         .map(str::to_string)

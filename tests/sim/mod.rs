@@ -15,6 +15,7 @@
 mod auth;
 mod graph;
 mod http;
+mod identity;
 mod page;
 mod schema;
 mod synthetic;
@@ -32,6 +33,8 @@ use self::http::{Ctx, Incoming, Reply};
 use self::schema::ObjectType;
 
 // Including crates use only part of the API; unused re-exports there are expected.
+#[allow(unused_imports)]
+pub use self::identity::{ManagedIdentitySim, TestCertificate};
 #[allow(unused_imports)]
 pub use self::synthetic::XorShift;
 #[allow(unused_imports)]
@@ -60,6 +63,8 @@ pub enum Resource {
     Users,
     /// `groups/delta`.
     Groups,
+    /// The managed-identity endpoint (`GET /metadata/identity/oauth2/token`, IMDS or Arc).
+    ManagedIdentity,
     /// As a fault target: the next request of any endpoint. As a recorded resource: a request
     /// to an unknown path.
     Any,
@@ -175,6 +180,15 @@ pub struct Settings {
     /// Initial groups rounds also list removed memberships as `@removed` member entries
     /// (stale links, notes 3.8; default false).
     pub stale_member_removals: bool,
+    /// Certificates (DER) registered on the application: client assertions signed by their
+    /// keys are accepted (notes 1.3; default none).
+    pub certificates: Vec<Vec<u8>>,
+    /// Assertion algorithms accepted (default PS256 and RS256).
+    pub assertion_algs: Vec<&'static str>,
+    /// Federated tokens accepted as client assertions (default none).
+    pub federated_tokens: Vec<String>,
+    /// The machine's managed identity; `None` (default): IMDS answers "Identity not found".
+    pub managed_identity: Option<ManagedIdentitySim>,
 }
 
 impl Default for Settings {
@@ -196,6 +210,10 @@ impl Default for Settings {
             delta_token_ttl: Duration::from_secs(7 * 24 * 3600),
             initial_removed_objects: false,
             stale_member_removals: false,
+            certificates: Vec::new(),
+            assertion_algs: vec!["PS256", "RS256"],
+            federated_tokens: Vec::new(),
+            managed_identity: None,
         }
     }
 }
@@ -276,7 +294,7 @@ impl Shared {
         if resource == Resource::Any {
             return None;
         }
-        let graph = resource != Resource::Token;
+        let graph = !matches!(resource, Resource::Token | Resource::ManagedIdentity);
         let mut faults = lock(&self.faults);
         let position = faults.queue.iter().position(|(target, fault)| {
             (*target == resource || *target == Resource::Any) && (graph || !fault.graph_only())
@@ -489,6 +507,9 @@ fn classify(path: &str) -> Resource {
     if lower.ends_with("/oauth2/v2.0/token") && lower.matches('/').count() == 4 {
         return Resource::Token;
     }
+    if lower == "/metadata/identity/oauth2/token" {
+        return Resource::ManagedIdentity;
+    }
     let Some(rest) = lower.strip_prefix("/v1.0/") else {
         return Resource::Any;
     };
@@ -543,6 +564,9 @@ fn route(
     }
     let mut reply = match resource {
         Resource::Token => auth::serve(&mut shared.tokens(), incoming, ctx, settings, &shared.base),
+        Resource::ManagedIdentity => {
+            identity::serve_managed_identity(&mut shared.tokens(), incoming, ctx, settings)
+        }
         Resource::Users => graph::serve(shared, incoming, ctx, ObjectType::User, fault, settings),
         Resource::Groups => graph::serve(shared, incoming, ctx, ObjectType::Group, fault, settings),
         Resource::Any => not_found(ctx, incoming),
