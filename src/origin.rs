@@ -150,6 +150,10 @@ fn parse_uri(url: &str) -> Result<Uri, OriginError> {
 /// port as "no port" (so 443); it must be refused instead.
 fn explicit_port(authority: &str) -> Option<&str> {
     let after_host = &authority[authority.rfind(']').map_or(0, |i| i + 1)..];
+    if authority.starts_with('[') && !after_host.is_empty() && !after_host.starts_with(':') {
+        // `[::1]x`: whatever follows the address is no port; refused as one.
+        return Some(after_host);
+    }
     after_host.rsplit_once(':').map(|(_, port)| port)
 }
 
@@ -226,6 +230,8 @@ mod tests {
             );
         }
         assert_eq!(e("http://[::1]:x/"), OriginError::Port("x".into()));
+        // Text glued to an IPv6 address is no port either (it used to read as "no port").
+        assert_eq!(e("http://[::1]x/"), OriginError::Port("x".into()));
         assert_eq!(e("https://gräph.example/"), OriginError::NotAUrl);
         assert_eq!(e("https://graph.microsoft.com\n/"), OriginError::NotAUrl);
         assert_eq!(e(""), OriginError::NotAUrl);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::error::one_line;
 use super::schema::with_article;
+use crate::origin::{Origin, OriginError};
 
 pub(super) const TENANT_HINT: &str = "use the Directory (tenant) ID from the app registration's Overview page in the Microsoft Entra admin center, \
      or a verified domain such as contoso.onmicrosoft.com";
@@ -126,8 +127,11 @@ pub(super) fn parse_endpoint(raw: &str, example: &str) -> Result<String, String>
     Ok(format!("{origin}{path}"))
 }
 
-/// Parses a bare origin `scheme://host[:port]` (one trailing `/` allowed) into its normal form:
-/// lower-case scheme and host, no trailing slash. `http` only for loopback hosts.
+/// Parses a bare origin `scheme://host[:port]` (one trailing `/` allowed) into its normal form
+/// (`Origin`'s `Display`: lower-case scheme and host, no default port, no trailing slash).
+/// The parsing is `Origin::parse_bare`, the type the Graph client compares links with; this
+/// adds the checks a configured endpoint needs (a real host name, http only for loopback)
+/// and messages that say how to fix the value.
 pub(super) fn parse_origin(raw: &str, example: &str, path_note: &str) -> Result<String, String> {
     let shape = "give only scheme://host[:port]";
     if raw.is_empty() {
@@ -135,12 +139,11 @@ pub(super) fn parse_origin(raw: &str, example: &str, path_note: &str) -> Result<
             "is empty; remove the key to use the cloud's default, or give an origin like \"{example}\""
         ));
     }
-    let Some((scheme, rest)) = raw.split_once("://") else {
+    let Some((_, rest)) = raw.split_once("://") else {
         return Err(format!("{raw:?} is not a URL; {shape}, e.g. \"{example}\""));
     };
-    // Userinfo may hold a password: do not echo the value.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
+    // Userinfo may hold a password: refused before anything echoes the value.
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     if authority.contains('@') {
         return Err(format!(
             "contains a user name or password (user@host); credentials never go in the URL: {shape}, e.g. \"{example}\""
@@ -151,101 +154,86 @@ pub(super) fn parse_origin(raw: &str, example: &str, path_note: &str) -> Result<
             "{raw:?} contains whitespace; {shape}, e.g. \"{example}\""
         ));
     }
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "https" && scheme != "http" {
+    if !authority.is_ascii() {
         return Err(format!(
-            "{raw:?} has scheme {scheme:?}; use https://, e.g. \"{example}\""
+            "{raw:?} has a non-ASCII host; write it in its punycode (xn--) form"
         ));
     }
-    if tail.contains(['?', '#']) {
+    if rest.contains('#') {
         return Err(format!(
             "{raw:?} has a query or fragment; {shape}, e.g. \"{example}\""
         ));
     }
-    if !tail.is_empty() && tail != "/" {
-        return Err(format!(
-            "{raw:?} has a path ({tail:?}); {shape}, e.g. \"{example}\"{path_note}"
-        ));
+    // Messages for the shapes the URL parser only calls invalid.
+    if authority.split(':').next().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host; {shape}, e.g. \"{example}\""));
     }
-
-    let (host, port, loopback) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let Some((inside, after)) = bracketed.split_once(']') else {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((_, after)) = bracketed.split_once(']') else {
             return Err(format!(
                 "{raw:?} has an unclosed IPv6 address (missing ']'); {shape}"
             ));
         };
-        let Ok(ip) = inside.parse::<Ipv6Addr>() else {
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err(format!(
+                "{raw:?} has {after:?} after the IPv6 address; {shape}"
+            ));
+        }
+    }
+    let origin = Origin::parse_bare(raw).map_err(|e| match e {
+        OriginError::Scheme(scheme) => {
+            format!("{raw:?} has scheme {scheme:?}; use https://, e.g. \"{example}\"")
+        }
+        OriginError::NoHost => format!("{raw:?} has no host; {shape}, e.g. \"{example}\""),
+        OriginError::UserInfo => format!(
+            "contains a user name or password (user@host); credentials never go in the URL: {shape}, e.g. \"{example}\""
+        ),
+        OriginError::Port(port) => format!(
+            "{raw:?} has port {port:?}, which is not a number from 1 to 65535; {shape}"
+        ),
+        OriginError::Path(path) => {
+            format!("{raw:?} has a path ({path:?}); {shape}, e.g. \"{example}\"{path_note}")
+        }
+        OriginError::Query => {
+            format!("{raw:?} has a query or fragment; {shape}, e.g. \"{example}\"")
+        }
+        OriginError::NotAUrl => {
+            format!("{raw:?} is not a valid URL; {shape}, e.g. \"{example}\"")
+        }
+    })?;
+    let host = origin.host();
+    if let Some(inside) = host.strip_prefix('[') {
+        let inside = inside.trim_end_matches(']');
+        if inside.parse::<Ipv6Addr>().is_err() {
             return Err(format!(
                 "{raw:?}: [{inside}] is not a valid IPv6 address; {shape}"
             ));
-        };
-        let port = match after {
-            "" => None,
-            _ => match after.strip_prefix(':') {
-                Some(port) => Some(port),
-                None => {
-                    return Err(format!(
-                        "{raw:?} has {after:?} after the IPv6 address; {shape}"
-                    ));
-                }
-            },
-        };
-        (format!("[{ip}]"), port, ip.is_loopback())
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        if host.is_empty() {
-            return Err(format!("{raw:?} has no host; {shape}, e.g. \"{example}\""));
         }
-        if !host.is_ascii() {
+    } else if host
+        .split('.')
+        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        if host.parse::<Ipv4Addr>().is_err() {
             return Err(format!(
-                "{raw:?} has a non-ASCII host; write it in its punycode (xn--) form"
+                "{raw:?}: {host:?} is not a valid IPv4 address; {shape}"
             ));
         }
-        let host = host.to_ascii_lowercase();
-        let numeric = host
-            .split('.')
-            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
-        let loopback = if numeric {
-            match host.parse::<Ipv4Addr>() {
-                Ok(ip) => ip.is_loopback(),
-                Err(_) => {
-                    return Err(format!(
-                        "{raw:?}: {host:?} is not a valid IPv4 address; {shape}"
-                    ));
-                }
-            }
-        } else if is_dns_name(&host) {
-            host == "localhost"
+    } else if !is_dns_name(host) {
+        return Err(format!(
+            "{raw:?}: {host:?} is not a valid host name (letters, digits, hyphens and dots only); {shape}, e.g. \"{example}\""
+        ));
+    }
+    if !origin.is_https() && !origin.is_loopback() {
+        let port = if origin.port() == 80 {
+            String::new()
         } else {
-            return Err(format!(
-                "{raw:?}: {host:?} is not a valid host name (letters, digits, hyphens and dots only); {shape}, e.g. \"{example}\""
-            ));
+            format!(":{}", origin.port())
         };
-        (host, port, loopback)
-    };
-
-    let port = match port {
-        None => None,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
-            _ => {
-                return Err(format!(
-                    "{raw:?} has port {p:?}, which is not a number from 1 to 65535; {shape}"
-                ));
-            }
-        },
-    };
-    let port = port.map(|n| format!(":{n}")).unwrap_or_default();
-
-    if scheme == "http" && !loopback {
         return Err(format!(
             "{raw:?} uses plain http, which is allowed only for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https://{host}{port}"
         ));
     }
-    Ok(format!("{scheme}://{host}{port}"))
+    Ok(origin.to_string())
 }
 
 #[cfg(test)]
@@ -441,7 +429,9 @@ mod tests {
                 "https://graph.microsoft.com",
             ),
             ("HTTPS://Graph.Microsoft.COM", "https://graph.microsoft.com"),
-            ("https://graph.example:0443", "https://graph.example:443"),
+            // The normal form is Origin's: no default port.
+            ("https://graph.example:0443", "https://graph.example"),
+            ("https://graph.example:443", "https://graph.example"),
             ("https://10.1.2.3:8443", "https://10.1.2.3:8443"),
             ("https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443"),
             // http only for loopback
