@@ -222,6 +222,7 @@ fn check(path: &std::path::Path) -> Result<(), CliError> {
             Err(e) => report.fail(resource.name(), e.to_string()),
         }
     }
+    check_app_credentials(&config, &graph, &mut report);
     check_mapping(&config, &graph, &mut report);
     report.print();
     if report.failed {
@@ -266,6 +267,90 @@ fn check_credential(config: &Config, report: &mut CheckReport) {
             ),
         },
         None => {}
+    }
+}
+
+/// Optional (graph-protocol.md 1.5): with Application.Read.All, the expiry Entra holds for
+/// the secret or certificate in use (matched by the secret's hint or the certificate's
+/// thumbprint), and other credentials of the app that expire within 30 days.
+fn check_app_credentials(config: &Config, graph: &Graph, report: &mut CheckReport) {
+    let (Some(app_id), in_use) = (config.entra.client_id.as_deref(), &config.entra.credential)
+    else {
+        return;
+    };
+    let matches = |c: &crate::graph::AppCredential| match in_use {
+        Credential::Secret { secret, .. } => {
+            c.kind == "secret"
+                && c.hint
+                    .as_deref()
+                    .is_some_and(|h| !h.is_empty() && secret.expose().starts_with(h))
+        }
+        Credential::Certificate(cert) => {
+            c.kind == "certificate" && c.thumbprint.as_deref() == Some(cert.sha1.as_slice())
+        }
+        _ => false,
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let credentials = match graph.application_credentials(app_id) {
+        Ok(crate::graph::AppCredentials::Listed(list)) => list,
+        Ok(crate::graph::AppCredentials::NotPermitted) => {
+            report.ok(
+                "entra",
+                "the app's own credentials were not read (optional: with the Application.Read.All \
+                 application permission, check also shows the expiry Entra holds for the credential \
+                 in use and warns about the app's other secrets and certificates expiring soon)"
+                    .to_owned(),
+            );
+            return;
+        }
+        Err(e) => {
+            report.warn(
+                "entra",
+                format!("cannot read the app's own credentials: {e}"),
+            );
+            return;
+        }
+    };
+    let describe = |c: &crate::graph::AppCredential| {
+        let ends = c
+            .ends
+            .map(|d| format!("{d} ({} days left)", (d - today).whole_days()))
+            .unwrap_or_else(|| "no end date".to_owned());
+        format!("{} \"{}\" ends {ends}", c.kind, c.display_name)
+    };
+    match credentials.iter().find(|c| matches(c)) {
+        Some(c) => {
+            let days = c.ends.map(|d| (d - today).whole_days());
+            let line = format!("Entra holds the {} in use: {}", c.kind, describe(c));
+            match days {
+                Some(d) if d < 0 => report.fail("entra", line),
+                Some(d) if d <= 30 => report.warn("entra", line),
+                _ => report.ok("entra", line),
+            }
+        }
+        None if matches!(
+            in_use,
+            Credential::Secret { .. } | Credential::Certificate(_)
+        ) =>
+        {
+            report.warn(
+                "entra",
+                format!(
+                    "none of the app's {} credentials in Entra matches the {} in use",
+                    credentials.len(),
+                    in_use.kind()
+                ),
+            );
+        }
+        None => {}
+    }
+    for other in credentials.iter().filter(|c| !matches(c)) {
+        if other.ends.is_some_and(|d| (d - today).whole_days() <= 30) {
+            report.warn(
+                "entra",
+                format!("another credential of the app: {}", describe(other)),
+            );
+        }
     }
 }
 

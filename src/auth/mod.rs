@@ -100,6 +100,11 @@ pub(crate) fn base64url_decode(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// base64 in either alphabet, padded or not (Graph's Binary values are standard base64).
+pub(crate) fn base64_decode_any(text: &str) -> Option<Vec<u8>> {
+    base64url_decode(text)
+}
+
 pub(crate) fn base64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -60,6 +60,31 @@ impl Graph {
         &self.auth
     }
 
+    /// The app registration's own secrets and certificates with their end dates (1.5), for
+    /// `check`. One request, no retries: it is optional and needs Application.Read.All.
+    pub fn application_credentials(&self, app_id: &str) -> Result<super::AppCredentials, String> {
+        let token = self.auth.token().map_err(|e| e.to_string())?;
+        let url = format!(
+            "{}/v1.0/applications(appId='{app_id}')?$select=id,appId,passwordCredentials,keyCredentials",
+            self.endpoint
+        );
+        let response = self
+            .agent
+            .get(&url)
+            .header("Authorization", token.bearer())
+            .header("Accept", "application/json")
+            .header("client-request-id", &http::new_request_id())
+            .call()
+            .map_err(|e| http::server_text(&e.to_string()))?;
+        let status = response.status().as_u16();
+        let body = http::read_body(response).map_err(|e| http::server_text(&e.to_string()))?;
+        match status {
+            200 => super::application::parse(&body).map(super::AppCredentials::Listed),
+            403 => Ok(super::AppCredentials::NotPermitted),
+            _ => Err(format!("HTTP {status} reading the application")),
+        }
+    }
+
     /// A missing permission reads differently for a managed identity (issue 9 §2).
     fn for_credential(&self, error: GraphError) -> GraphError {
         match error {

@@ -5,12 +5,14 @@
 //! database (no SQL). Links are followed exactly as received, and the bearer token only ever
 //! goes to the configured Graph origin.
 
+mod application;
 mod client;
 mod error;
 mod page;
 
 use std::fmt;
 
+pub use application::{AppCredential, AppCredentials};
 pub use client::{Graph, describe_link};
 pub use error::GraphError;
 pub use page::{DirectoryObject, MemberChange, Next, Page, Removal, parse_page};

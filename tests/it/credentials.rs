@@ -555,3 +555,48 @@ fn an_assertion_is_used_once_and_signed_anew_for_every_request() {
         .unwrap();
     assert_eq!(replay.status().as_u16(), 401);
 }
+
+/// graph-protocol.md 1.5: with Application.Read.All, `check` shows the expiry Entra holds for
+/// the credential in use and warns about others expiring soon; without it, says it is optional.
+#[test]
+fn check_reads_the_apps_own_credentials_when_permitted() {
+    use base64::Engine as _;
+    let cert = valid_certificate();
+    let env = with_certificate(cert, true);
+    let out = env.run(&["check"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("ok    entra: the app's own credentials were not read (optional: with the Application.Read.All"),
+        "{text}"
+    );
+
+    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert.der);
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::days(10)).date();
+    env.sim.settings().application = Some(serde_json::json!({
+        "id": "aaaaaaaa-0000-4000-8000-000000000001",
+        "appId": sim::CLIENT_ID,
+        "passwordCredentials": [{
+            "customKeyIdentifier": null, "displayName": "old-secret", "hint": "Xy9",
+            "endDateTime": format!("{soon}T00:00:00Z"), "keyId": "bbbbbbbb-0000-4000-8000-000000000002"
+        }],
+        "keyCredentials": [{
+            "customKeyIdentifier": base64::engine::general_purpose::STANDARD.encode(sha1.as_ref()),
+            "displayName": "CN=entra-sync-test", "endDateTime": "2099-01-01T00:00:00Z",
+            "keyId": "cccccccc-0000-4000-8000-000000000003", "type": "AsymmetricX509Cert", "usage": "Verify"
+        }]
+    }));
+    let out = env.run(&["check"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("ok    entra: Entra holds the certificate in use: certificate \"CN=entra-sync-test\" ends 2099-01-01"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "warn  entra: another credential of the app: secret \"old-secret\" ends {soon} (10 days left)"
+        )),
+        "{text}"
+    );
+}

@@ -336,6 +336,27 @@ pub(super) fn serve_managed_identity(
     )
 }
 
+/// `GET /v1.0/applications(appId='…')?$select=…` (notes 1.5): the app's own credentials.
+pub(super) fn serve_application(
+    tokens: &TokenStore,
+    incoming: &Incoming,
+    ctx: &Ctx,
+    settings: &Settings,
+) -> Reply {
+    if let super::auth::Bearer::Rejected(message) = tokens.check(incoming.header("authorization")) {
+        return Reply::graph_error(ctx, 401, "InvalidAuthenticationToken", message);
+    }
+    match &settings.application {
+        Some(body) => Reply::graph(ctx, 200, body.to_string().into_bytes()),
+        None => Reply::graph_error(
+            ctx,
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ),
+    }
+}
+
 /// A throw-away RSA certificate with its key, made at run time.
 #[derive(Clone)]
 pub struct TestCertificate {

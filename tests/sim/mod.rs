@@ -189,6 +189,9 @@ pub struct Settings {
     pub federated_tokens: Vec<String>,
     /// The machine's managed identity; `None` (default): IMDS answers "Identity not found".
     pub managed_identity: Option<ManagedIdentitySim>,
+    /// The body of `GET /v1.0/applications(appId='…')` (notes 1.5) when the app holds
+    /// Application.Read.All; `None` (default): 403 Authorization_RequestDenied.
+    pub application: Option<serde_json::Value>,
 }
 
 impl Default for Settings {
@@ -214,6 +217,7 @@ impl Default for Settings {
             assertion_algs: vec!["PS256", "RS256"],
             federated_tokens: Vec::new(),
             managed_identity: None,
+            application: None,
         }
     }
 }
@@ -569,6 +573,9 @@ fn route(
         }
         Resource::Users => graph::serve(shared, incoming, ctx, ObjectType::User, fault, settings),
         Resource::Groups => graph::serve(shared, incoming, ctx, ObjectType::Group, fault, settings),
+        Resource::Any if incoming.path.starts_with("/v1.0/applications(") => {
+            identity::serve_application(&shared.tokens(), incoming, ctx, settings)
+        }
         Resource::Any => not_found(ctx, incoming),
     };
     if matches!(fault, Some(Fault::Truncated)) && reply.status == 200 {
