@@ -278,6 +278,49 @@ mod tests {
     }
 
     #[test]
+    fn certificate_and_clock_refusals_are_explained() {
+        let cert = crate::config::test_certificate();
+        let thumbprint = cert.thumbprint();
+        let credential = Credential::Certificate(Box::new(cert));
+        let ctx = Context {
+            client_id: "cid",
+            url: "url",
+            credential: &credential,
+        };
+        for code in [700027, 50012] {
+            let e = body(&format!(
+                r#"{{"error":"invalid_client","error_codes":[{code}]}}"#
+            ));
+            let msg = super::rejected(401, &e, &ctx).to_string();
+            assert!(
+                msg.contains(&format!(
+                    "SHA-1 thumbprint is {thumbprint} (as the Entra admin center shows it)"
+                )),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("point client_certificate_file at the one that is there"),
+                "{msg}"
+            );
+        }
+        let e = body(r#"{"error":"invalid_client","error_codes":[700024]}"#);
+        let msg = super::rejected(400, &e, &ctx).to_string();
+        assert!(
+            msg.contains("this machine's clock is wrong; check it with timedatectl"),
+            "{msg}"
+        );
+        // With a secret, 700027 keeps the general advice (no thumbprint to name).
+        let msg = rejected(
+            401,
+            &body(r#"{"error":"invalid_client","error_codes":[700027]}"#),
+            "cid",
+            "url",
+        )
+        .to_string();
+        assert!(!msg.contains("thumbprint is"), "{msg}");
+    }
+
+    #[test]
     fn server_text_is_escaped_in_messages() {
         let e = body(
             r#"{"error":"invalid_request\n<3>forged","error_description":"AADSTS99999: bad\u001b[31m\r\nTrace ID: x","error_codes":[99999],"trace_id":"t\n<2>x"}"#,
