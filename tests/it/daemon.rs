@@ -1310,3 +1310,34 @@ fn units_keep_their_security_exposure_at_or_below_1_2() {
         assert!(level <= 1.2, "{unit}: exposure {level} > 1.2:\n{text}");
     }
 }
+
+/// Issue 7.16: the database is damaged under a running daemon (a failing disk): the next
+/// pass meets the corruption, quick_check confirms it, and the daemon stops with exit 65 and
+/// the way to recover instead of failing every pass forever.
+#[test]
+fn a_database_damaged_under_the_daemon_stops_it_with_exit_65() {
+    let env = TestEnv::new();
+    tenant(&env);
+    set_interval(&env, "1h");
+    let mut d = Daemon::start(&env);
+    d.passes(1, SLOW);
+    crate::commands::damage(&env.db);
+    // Another writer's commit makes the daemon drop its page cache and read the file again
+    // (it rewrites only the header page, which survives the damage).
+    let conn = env.db();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    conn.pragma_update(None, "user_version", version).unwrap();
+    drop(conn);
+    d.signal("USR1");
+    let status = d.wait_exit(SLOW).unwrap_or_else(|| {
+        panic!(
+            "the daemon did not stop on a damaged database; log:\n{}",
+            d.log()
+        )
+    });
+    assert_eq!(status.code(), Some(65), "{}", d.log());
+    assert_eq!(d.count_errors("is damaged"), 1, "{}", d.log());
+    assert!(d.log().contains(".damaged"), "{}", d.log());
+}
