@@ -204,3 +204,64 @@ mod tests {
         assert!(delays[9] >= Duration::from_secs(30));
     }
 }
+
+/// Issue 7 item 6: whatever a server writes in `Retry-After`, parsing never panics and the
+/// wait stays within [0, MAX_RETRY_AFTER].
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check(value: &str, now: SystemTime) {
+        if let Some(wait) = parse_retry_after(value, now) {
+            assert!(wait <= MAX_RETRY_AFTER, "{value:?}: {wait:?}");
+        }
+    }
+
+    /// Values close to real ones: numbers in every notation, dates with every field varied.
+    fn near_valid() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_map(|f| f.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[-+]?[0-9]{0,30}(\\.[0-9]{0,30})?([eE][-+]?[0-9]{1,5})?",
+            "(Mon|Tue|Xyz), [0-9]{1,3} (Jan|Mar|Dec|Foo) [-+]?[0-9]{1,6} [0-9]{1,3}:[0-9]{1,3}:[0-9]{1,3} (GMT|UTC)?",
+            "(NaN|inf|-inf|infinity|-0|-0.0|0x10|1_000| 7 |\u{0}|)",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_retry_after_is_bounded(value in any::<String>(), now_secs in any::<u32>()) {
+            check(&value, SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(now_secs)));
+        }
+
+        #[test]
+        fn near_valid_retry_after_is_bounded(value in near_valid(), now_secs in any::<u32>()) {
+            check(&value, SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(now_secs)));
+        }
+    }
+
+    #[test]
+    fn edge_values() {
+        let now = SystemTime::UNIX_EPOCH;
+        for value in [
+            "-0",
+            "-0.0",
+            "1e400",
+            "NaN",
+            "inf",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            check(value, now);
+        }
+        assert_eq!(parse_retry_after("1e400", now), None);
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+}
