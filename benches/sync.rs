@@ -583,7 +583,7 @@ fn db_stats(db: &Path) -> DbStats {
         objects,
         users: count("SELECT count(*) FROM users"),
         groups: count("SELECT count(*) FROM groups"),
-        links: count("SELECT count(*) FROM group_members"),
+        links: count("SELECT count(*) FROM group_members_all"),
         audit: count("SELECT count(*) FROM audit_events"),
         team: count("SELECT count(*) FROM team_members"),
     }
@@ -749,6 +749,25 @@ fn run_scenario(
         p.nesting,
         display_name(&tenant, &chain_top)
     ));
+    // A user at the bottom of the nesting chain, for `explain`.
+    let deepest = {
+        let mut group = chain_top.clone();
+        for _ in 0..=p.nesting {
+            match tenant
+                .members_of(&group)
+                .into_iter()
+                .find(|(_, kind)| *kind == sim::MemberKind::Group)
+            {
+                Some((id, _)) => group = id,
+                None => break,
+            }
+        }
+        tenant
+            .members_of(&group)
+            .into_iter()
+            .find(|(_, kind)| *kind == sim::MemberKind::User)
+            .map_or_else(|| tenant.user_ids()[0].clone(), |(id, _)| id)
+    };
     let protected: HashSet<String> = [pick(0), pick(1), chain_top].into();
 
     let env = Env::new(tenant, p);
@@ -798,6 +817,9 @@ fn run_scenario(
         }
         databases.push((label("after all steps"), db_stats(&env.db)));
     }
+    if scenario.remap {
+        time_explain(&env, scenario.name, &deepest, notes);
+    }
     if let Some(dir) = std::env::var_os("ENTRA_SYNC_BENCH_KEEP") {
         keep_database(&env.db, Path::new(&dir), scenario.name);
     }
@@ -810,6 +832,50 @@ fn keep_database(db: &Path, dir: &Path, name: &str) {
     match std::fs::create_dir_all(dir).and_then(|_| std::fs::copy(db, &target)) {
         Ok(_) => eprintln!("  kept the database as {}", target.display()),
         Err(e) => eprintln!("  cannot keep the database as {}: {e}", target.display()),
+    }
+}
+
+/// `entra-sync explain` on the scenario's database, as an operator runs it (a process
+/// start included): a user at the bottom of the nesting chain, by UPN, by display name and
+/// by object id, and a name that matches no one.
+fn time_explain(env: &Env, scenario: &str, user: &str, notes: &mut Vec<String>) {
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let (upn, name): (String, String) = conn
+        .query_row(
+            "SELECT user_principal_name, display_name FROM users WHERE id = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    drop(conn);
+    for (what, who) in [
+        ("by UPN", upn.as_str()),
+        ("by display name", name.as_str()),
+        ("by object id", user),
+        ("no match", "nobody@nowhere.example"),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&env.config)
+            .args(["explain", who])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let wall = started.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let verdict = text
+            .lines()
+            .find(|l| l.starts_with("verdict:") || l.contains("users match"))
+            .unwrap_or("(no match)")
+            .trim()
+            .to_owned();
+        eprintln!("  explain {what}: {:.3} s", wall.as_secs_f64());
+        notes.push(format!(
+            "{scenario}: explain {what} ({who}): {:.3} s wall, exit {}, {verdict}",
+            wall.as_secs_f64(),
+            out.status.code().unwrap_or(-1)
+        ));
     }
 }
 
@@ -1122,11 +1188,11 @@ fn report(
             db.team
         );
         let users = db.bytes_of(&["users"]);
-        let links = db.bytes_of(&["group_members", "group_members_by_member"]);
+        let links = db.bytes_of(&["group_members_all", "group_members_nested"]);
         let audit = db.bytes_of(&["audit_events"]);
         println!(
             "    whole file: {:.0} bytes per user, {:.0} bytes per link; users table {:.0} bytes per user; \
-             group_members table + index {:.0} bytes per link; audit_events {:.0} bytes per event",
+             group_members_all table + index {:.0} bytes per link; audit_events {:.0} bytes per event",
             db.total() as f64 / db.users.max(1) as f64,
             db.total() as f64 / db.links.max(1) as f64,
             users as f64 / db.users.max(1) as f64,

@@ -68,6 +68,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: history::Format,
     },
+    /// Say why a user is or is not in the team, from the database alone
+    Explain {
+        /// Object id, user principal name, mail or display name (ignoring case)
+        who: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
@@ -90,6 +98,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             };
             history::show(&path, query, format)
         }
+        Command::Explain { who, json } => crate::explain::show(&path, &who, json),
     }
 }
 

@@ -4,7 +4,7 @@
 //! Modules in reading order: `config` (the TOML file), `auth` (client-credentials tokens),
 //! `graph` (HTTP to Microsoft Graph, typed delta pages; no SQL), `store` (SQLite; no HTTP),
 //! `sync` (a pass: rounds of delta pages applied to the store), `team` (the mapped team),
-//! `daemon` (the service loop), `status` (the `status` report), `cli` (the commands), `exit`
+//! `explain` (why a user is or is not in the team), `daemon` (the service loop), `status` (the `status` report), `cli` (the commands), `exit`
 //! (how a command ends: its error and exit status). `hardening`, `http`, `origin`, `lock`,
 //! `logging`, `shutdown`, `systemd` and `watch` are plumbing.
 
@@ -14,6 +14,7 @@ pub mod config;
 pub mod counters;
 pub mod daemon;
 pub mod exit;
+pub mod explain;
 pub mod graph;
 pub mod history;
 pub mod metrics;

@@ -152,7 +152,7 @@ impl Tx<'_> {
             let mut statement = self
                 .tx
                 .prepare_cached(
-                    "SELECT member_id, member_type, seen_generation FROM group_members
+                    "SELECT member_id, member_type, seen_generation FROM group_members_all
                      WHERE group_id = ?1 AND member_id IN (SELECT value FROM json_each(?2))",
                 )
                 .map_err(|e| self.err(e))?;
@@ -181,7 +181,7 @@ impl Tx<'_> {
             let mut statement = self
                 .tx
                 .prepare_cached(
-                    "SELECT group_id, member_id, member_type FROM group_members
+                    "SELECT group_id, member_id, member_type FROM group_members_all
                      WHERE group_id IN (SELECT value FROM json_each(?1))
                         OR member_id IN (SELECT value FROM json_each(?1))",
                 )
@@ -229,9 +229,16 @@ impl Tx<'_> {
         let links = if kind == Kind::Group {
             let mut statement = self
                 .tx
+                // The hidden memberships of soft-deleted groups and users, and of the groups
+                // this round did not report (tombstoned as soft now), are kept: a full round
+                // does not list deleted objects, and a restore does not report their
+                // memberships again (3.8).
                 .prepare(
-                    "SELECT group_id, member_id, member_type FROM group_members
-                     WHERE seen_generation < ?1",
+                    "SELECT group_id, member_id, member_type FROM group_members_all
+                     WHERE seen_generation < ?1
+                       AND group_id NOT IN (SELECT id FROM groups WHERE deletion = 'soft'
+                            OR (deleted_at IS NULL AND seen_generation < ?1))
+                       AND member_id NOT IN (SELECT id FROM users WHERE deletion = 'soft')",
                 )
                 .map_err(|e| self.err(e))?;
             statement
@@ -337,7 +344,7 @@ impl Tx<'_> {
         let mut statement = self
             .tx
             .prepare_cached(
-                "INSERT INTO group_members
+                "INSERT INTO group_members_all
                     (group_id, member_id, member_type, added_at, seen_generation)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
@@ -358,7 +365,7 @@ impl Tx<'_> {
         let mut statement = self
             .tx
             .prepare_cached(
-                "UPDATE group_members SET seen_generation = ?3, member_type = ?4
+                "UPDATE group_members_all SET seen_generation = ?3, member_type = ?4
                  WHERE group_id = ?1 AND member_id = ?2",
             )
             .map_err(|e| self.err(e))?;

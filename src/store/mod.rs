@@ -15,10 +15,14 @@ use serde_json::{Map, Value};
 use crate::graph::{Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -384,6 +388,7 @@ impl Counts {
 }
 
 mod changes;
+mod explain;
 mod health;
 mod history;
 mod metrics;
@@ -392,6 +397,7 @@ mod status;
 mod team;
 mod tx;
 pub use changes::{Change, Known, KnownLink, Lookup, Reason, Unseen, Wanted};
+pub use explain::{AuditRow, UserRow};
 pub use health::{Checkpoint, create_state_directory, mebibytes, wal_bytes};
 pub use history::{TEAM_AT_SQL, TEAM_CHANGES_SQL, TeamChange, TeamMember};
 pub use metrics::PassRecord;
@@ -501,6 +507,64 @@ mod tests {
     }
 
     #[test]
+    fn version_1_migrates_with_its_memberships_behind_the_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO groups (id, display_name, attributes, created_at, updated_at)
+                     VALUES ('g1', 'Live', '{}', 't', 't');
+                 INSERT INTO groups (id, display_name, attributes, created_at, updated_at,
+                     deleted_at, deletion) VALUES ('g2', 'Gone', '{}', 't', 't', 't', 'soft');
+                 INSERT INTO group_members (group_id, member_id, member_type, added_at)
+                     VALUES ('g1', 'u1', 'user', 't'), ('g2', 'u1', 'user', 't');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let rows = |sql: &str| -> Vec<String> {
+            let mut statement = store.conn.prepare(sql).unwrap();
+            statement
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(rows("SELECT group_id FROM group_members"), vec!["g1"]);
+        assert_eq!(
+            rows("SELECT group_id FROM group_members_all ORDER BY 1"),
+            vec!["g1", "g2"]
+        );
+        assert_eq!(rows("SELECT entry FROM mapping_pins"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn explain_reads_use_their_indexes() {
+        let (_dir, store) = temp_store();
+        let plan = |sql: &str| -> String {
+            let mut statement = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let details: Vec<String> = statement
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            details.join("; ")
+        };
+        let audit =
+            plan("SELECT id FROM audit_events WHERE entity_id = 'u' ORDER BY id DESC LIMIT 10");
+        assert!(audit.contains("audit_events_by_entity"), "{audit}");
+        // Fails to prepare if the partial index can't serve it.
+        store.nested_groups("g").unwrap();
+        assert!(store.audit_trail("u", 10).unwrap().is_empty());
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let (dir, store) = temp_store();
         store
@@ -598,7 +662,7 @@ mod tests {
         }
         let n: i64 = store
             .conn
-            .query_row("SELECT count(*) FROM group_members", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM group_members_all", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
     }

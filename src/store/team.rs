@@ -1,4 +1,5 @@
-//! Team queries: the mapped team is derived from `groups`, `group_members` and `users`, and
+//! Team queries: the mapped team is derived from `groups`, `group_members_all` (only the
+//! rows of live groups are reached) and `users`, and
 //! the mapping's pins (`mapping_pins`).
 
 use super::*;
@@ -99,12 +100,12 @@ impl Tx<'_> {
                      WHERE g.deleted_at IS NULL
                      UNION
                      SELECT m.member_id FROM reached r
-                     JOIN group_members m ON m.group_id = r.id AND m.member_type = 'group'
+                     JOIN group_members_all m ON m.group_id = r.id AND m.member_type = 'group'
                      JOIN groups g ON g.id = m.member_id AND g.deleted_at IS NULL
                      WHERE ?2
                  )
                  SELECT u.id FROM reached r
-                 CROSS JOIN group_members m ON m.group_id = r.id AND m.member_type = 'user'
+                 CROSS JOIN group_members_all m ON m.group_id = r.id AND m.member_type = 'user'
                  CROSS JOIN users u ON u.id = m.member_id
                  WHERE u.deleted_at IS NULL AND (?3 OR u.account_enabled IS NOT 0)",
                 params![ids, nested, include_disabled],

@@ -103,7 +103,7 @@ impl Tx<'_> {
     pub fn remove_member(&self, group: &str, member: &str) -> Result<bool> {
         let mut statement = self
             .tx
-            .prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2")
+            .prepare_cached("DELETE FROM group_members_all WHERE group_id = ?1 AND member_id = ?2")
             .map_err(|e| self.err(e))?;
         Ok(statement
             .execute(params![group, member])
