@@ -140,7 +140,12 @@ fn write_config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
 fn sync(config: &Path) {
     let cli = Cli {
         config: Some(config.to_owned()),
-        command: Command::Sync { full: false },
+        command: Command::Sync {
+            full: false,
+            dry_run: false,
+            json: false,
+            allow_deletions: false,
+        },
     };
     if let Err(e) = entra_sync::cli::run(cli) {
         println!("sync failed: {e}");

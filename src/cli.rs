@@ -38,7 +38,19 @@ pub enum Command {
         /// Run full rounds and reconcile deletions, ignoring stored delta links
         #[arg(long)]
         full: bool,
+        /// Fetch and plan a pass, print what it would change, write nothing (no lock needed)
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: print every change as one JSON object per line
+        #[arg(long, requires = "dry_run")]
+        json: bool,
+        /// Apply every deletion this pass, whatever sync.max_deletions says
+        #[arg(long)]
+        allow_deletions: bool,
     },
+    /// Let the next pass apply the deletions the deletion guard held (once); a running
+    /// service starts that pass at once
+    ApproveDeletions,
     /// Run as a service: sync now, then every sync.interval; follow edits of the config file
     Run,
     /// Check the configuration, sign-in, permissions and group mapping, one line per check
@@ -81,7 +93,18 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let path = Config::resolve_path(cli.config);
     match cli.command {
-        Command::Sync { full } => sync_once(&path, full),
+        Command::Sync {
+            full,
+            dry_run: true,
+            json,
+            allow_deletions,
+        } => dry_run(&path, full, json, allow_deletions),
+        Command::Sync {
+            full,
+            allow_deletions,
+            ..
+        } => sync_once(&path, full, allow_deletions),
+        Command::ApproveDeletions => approve_deletions(&path),
         Command::Run => crate::daemon::run(&path),
         Command::Check => check(&path),
         Command::Status { json } => status::show(&path, json),
@@ -102,7 +125,33 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {
+/// `sync --dry-run`: the plan of a pass, printed; nothing written, no lock taken.
+fn dry_run(path: &std::path::Path, full: bool, json: bool, allow: bool) -> Result<(), CliError> {
+    let config = load_config(path)?;
+    let shutdown = Shutdown::new();
+    stop_on_signals(&shutdown);
+    let graph = Graph::connect(&config, &shutdown);
+    let options = PassOptions {
+        full,
+        heartbeat: None,
+        allow_deletions: allow,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    sync::dry_run(&config, &graph, options, json, &shutdown, &mut out)?;
+    Ok(())
+}
+
+/// `approve-deletions`: a one-shot approval in the database; a running service is told to
+/// start a pass now.
+fn approve_deletions(path: &std::path::Path) -> Result<(), CliError> {
+    let config = load_config(path)?;
+    let outcome = sync::approve_deletions(&config)?;
+    println!("{outcome}");
+    Ok(())
+}
+
+fn sync_once(path: &std::path::Path, full: bool, allow: bool) -> Result<(), CliError> {
     let config = load_config(path)?;
     if !config.sync.enabled {
         log::warn!(
@@ -121,6 +170,7 @@ fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {
     let options = PassOptions {
         full,
         heartbeat: None,
+        allow_deletions: allow,
     };
     let result = sync::run_pass(&config, &mut store, &graph, options, &shutdown);
     store.checkpoint_after_pass();
@@ -143,14 +193,16 @@ fn sync_once(path: &std::path::Path, full: bool) -> Result<(), CliError> {
 
 /// SIGINT and SIGTERM end a one-off pass at the next page boundary.
 fn stop_on_signals(shutdown: &Shutdown) {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    // SIGUSR1 (approve-deletions waking whoever holds the database) must not end a one-off
+    // pass, as its default action would: it is caught and ignored.
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1]) else {
         log::warn!("sync: cannot install signal handlers; Ctrl-C ends the pass abruptly");
         return;
     };
     let shutdown = shutdown.clone();
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
+        if signals.forever().any(|signal| signal != SIGUSR1) {
             log::info!("sync: stopping after the page in flight");
             shutdown.request();
         }

@@ -16,10 +16,9 @@ use crate::exit::CliError;
 use crate::graph::Graph;
 use crate::lock::{self, DatabaseLock};
 use crate::shutdown::Shutdown;
-use crate::store::{self, Counts, RunEnd, Store};
+use crate::store::{self, Store};
 use crate::sync::{self, PassOptions, SyncError};
 use crate::systemd::{self, Heartbeat};
-use crate::team;
 use crate::watch::{self, Event};
 
 /// Delta links die after about 7 days unused (graph-protocol.md 3.4): whatever the interval,
@@ -257,6 +256,7 @@ impl Daemon {
         let options = PassOptions {
             full,
             heartbeat: Some(self.heartbeat.clone()),
+            allow_deletions: false,
         };
         // The interrupt is lowered only here, once no fetcher of an earlier pass runs (the
         // main loop waits for them), so none of them sees it lowered and carries on with the
@@ -472,24 +472,7 @@ impl Daemon {
 
     /// Applies a new mapping from the database alone, at once, without Graph.
     fn recompute_team(&mut self) {
-        let result = (|| -> Result<team::TeamUpdate, store::StoreError> {
-            let run = self.store.begin_run("team", &store::now())?;
-            let update = team::update(&mut self.store, &self.config.mapping, run, false)?;
-            self.store.finish_run(&RunEnd {
-                id: run,
-                finished_at: store::now(),
-                kind: "team",
-                status: "succeeded",
-                error: None,
-                counts: Counts {
-                    team_added: update.added,
-                    team_removed: update.removed,
-                    ..Counts::default()
-                },
-            })?;
-            Ok(update)
-        })();
-        match result {
+        match sync::remap_team(&self.config, &mut self.store) {
             Ok(update) => log::info!(
                 "daemon: mapping changed: team \"{}\" +{} -{}, {} members",
                 self.config.mapping.team,
@@ -497,6 +480,12 @@ impl Daemon {
                 update.removed,
                 update.size
             ),
+            Err(e @ SyncError::Held { .. }) => {
+                // The deletion guard held removals: shown in `status` and the STATUS line.
+                self.state.last_pass_status = Some("failed".into());
+                self.report_failure(e.to_string());
+                systemd::status(&self.status_line());
+            }
             Err(e) => log::error!("daemon: mapping changed but the team could not be updated: {e}"),
         }
     }

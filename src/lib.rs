@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod exit;
 pub mod explain;
 pub mod graph;
+pub mod guard;
 pub mod history;
 pub mod metrics;
 pub mod status;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{self, Mapping};
+use crate::guard::{Guard, Target};
 use crate::store::{self, GroupRef, MappingView, Pin, Store, StoreError};
 
 /// The `meta` key holding the mapping the team was last computed for.
@@ -28,6 +29,8 @@ pub struct TeamUpdate {
     pub added: u64,
     pub removed: u64,
     pub size: u64,
+    /// Removals the deletion guard held (the members stay).
+    pub held: u64,
 }
 
 /// Recomputes the team if `changed` (users or memberships moved), if an earlier pass left it
@@ -39,6 +42,7 @@ pub fn update(
     mapping: &Mapping,
     run: i64,
     changed: bool,
+    guard: &mut Guard,
 ) -> Result<TeamUpdate, StoreError> {
     let fingerprint = fingerprint(mapping);
     let dirty = store.meta(DIRTY_KEY)?.as_deref() == Some("1");
@@ -71,13 +75,34 @@ pub fn update(
         .filter_map(|r| r.group_id().map(str::to_owned))
         .collect();
     let size = tx.fill_team_wanted(&group_ids, mapping.nested, mapping.include_disabled)?;
+    // The deletion guard judges the removals before any goes: a typo in mapping.groups
+    // must never empty the team.
+    let unwanted = tx.count_unwanted_team_members(&mapping.team)?;
+    let held = if guard.allow(Target::Team, unwanted) {
+        0
+    } else {
+        unwanted
+    };
     let update = TeamUpdate {
-        removed: tx.remove_unwanted_team_members(&mapping.team, run, &now)?,
+        removed: match held {
+            0 => tx.remove_unwanted_team_members(&mapping.team, run, &now)?,
+            _ => 0,
+        },
         added: tx.add_wanted_team_members(&mapping.team, run, &now)?,
         size,
+        held,
     };
-    tx.set_meta(MAPPING_KEY, &fingerprint)?;
-    tx.set_meta(DIRTY_KEY, "0")?;
+    if held == 0 {
+        tx.set_meta(MAPPING_KEY, &fingerprint)?;
+        tx.set_meta(DIRTY_KEY, "0")?;
+    } else {
+        // Recomputed (and judged) again by the next pass.
+        log::warn!(
+            "team: \"{}\": {held} removals held by the deletion guard",
+            mapping.team
+        );
+        tx.set_meta(DIRTY_KEY, "1")?;
+    }
     tx.commit()?;
     if update.added + update.removed > 0 {
         log::info!(

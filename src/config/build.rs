@@ -239,6 +239,11 @@ pub(super) fn build_sync(
             }
         });
     }
+    let max_deletions = match &sync.max_deletions {
+        None => DEFAULT_MAX_DELETIONS,
+        Some(value) => parse_max_deletions(value.get_ref())
+            .map_err(|m| ctx.invalid(value.span(), "sync.max_deletions", m))?,
+    };
     let database = match &sync.database {
         None => PathBuf::from(DEFAULT_DATABASE),
         Some(value) => {
@@ -281,9 +286,34 @@ pub(super) fn build_sync(
         enabled,
         interval,
         full_sync_interval,
+        max_deletions,
         database,
         metrics_file,
     })
+}
+
+/// `500`, `0` (off) or `"10%"`.
+fn parse_max_deletions(value: &toml::Value) -> Result<MaxDeletions, String> {
+    const FIX: &str = "write a count such as max_deletions = 500, a share such as \
+                       max_deletions = \"10%\", or 0 to switch the guard off";
+    match value {
+        toml::Value::Integer(0) => Ok(MaxDeletions::Off),
+        toml::Value::Integer(n) if *n > 0 => Ok(MaxDeletions::Count(*n as u64)),
+        toml::Value::Integer(n) => Err(format!("{n} is negative; {FIX}")),
+        toml::Value::String(text) => {
+            let number = text.trim().strip_suffix('%').map(str::trim);
+            match number.map(str::parse::<u32>) {
+                Some(Ok(0)) => Ok(MaxDeletions::Off),
+                Some(Ok(p)) if p <= 100 => Ok(MaxDeletions::Percent(p)),
+                Some(Ok(_)) => Err(format!("{text:?} is more than 100%; {FIX}")),
+                _ => Err(format!("{text:?} is not a count or a percentage; {FIX}")),
+            }
+        }
+        other => Err(format!(
+            "invalid type: {}, expected an integer or a percentage string; {FIX}",
+            other.type_str()
+        )),
+    }
 }
 
 pub(super) fn build_mapping(ctx: &Ctx<'_>, mapping: RawMapping) -> Result<Mapping, ConfigError> {
@@ -390,6 +420,45 @@ mod tests {
             (
                 "",
                 "config: /etc/entra-sync/config.toml: entra.tenant_id: required key is missing (there is no [entra] table); add an [entra] table with tenant_id = \"contoso.onmicrosoft.com\", client_id = \"11111111-2222-3333-4444-555555555555\" and a client secret (see config.example.toml)",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn max_deletions_is_a_count_a_share_or_off() {
+        for (text, want) in [
+            ("", MaxDeletions::Count(500)),
+            ("max_deletions = 20\n", MaxDeletions::Count(20)),
+            ("max_deletions = \"10%\"\n", MaxDeletions::Percent(10)),
+            ("max_deletions = 0\n", MaxDeletions::Off),
+            ("max_deletions = \"0%\"\n", MaxDeletions::Off),
+        ] {
+            let config = ok(&with_head(&format!("[sync]\n{text}")));
+            assert_eq!(config.sync.max_deletions, want, "{text}");
+        }
+        assert_eq!(MaxDeletions::Percent(10).limit(1234), Some(123));
+        assert_eq!(MaxDeletions::Off.limit(5), None);
+        let fix = "write a count such as max_deletions = 500, a share such as max_deletions = \"10%\", or 0 to switch the guard off";
+        check_errors(&[
+            (
+                &with_head("[sync]\nmax_deletions = -1\n"),
+                &format!("config: {P}:5: sync.max_deletions: -1 is negative; {fix}"),
+            ),
+            (
+                &with_head("[sync]\nmax_deletions = \"ten\"\n"),
+                &format!(
+                    "config: {P}:5: sync.max_deletions: \"ten\" is not a count or a percentage; {fix}"
+                ),
+            ),
+            (
+                &with_head("[sync]\nmax_deletions = \"150%\"\n"),
+                &format!("config: {P}:5: sync.max_deletions: \"150%\" is more than 100%; {fix}"),
+            ),
+            (
+                &with_head("[sync]\nmax_deletions = 1.5\n"),
+                &format!(
+                    "config: {P}:5: sync.max_deletions: invalid type: float, expected an integer or a percentage string; {fix}"
+                ),
             ),
         ]);
     }
@@ -564,6 +633,7 @@ mod tests {
                     enabled: true,
                     interval: Duration::from_secs(300),
                     full_sync_interval: Duration::from_secs(7 * 86400),
+                    max_deletions: MaxDeletions::Count(500),
                     database: PathBuf::from("/var/lib/entra-sync/entra-sync.db"),
                     metrics_file: None,
                 },

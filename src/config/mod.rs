@@ -210,10 +210,47 @@ pub struct SyncSettings {
     pub enabled: bool,
     pub interval: Duration,
     pub full_sync_interval: Duration,
+    /// `sync.max_deletions`: the deletion guard's limit per kind and pass.
+    pub max_deletions: MaxDeletions,
     /// Absolute unless the configuration path itself could not be made absolute.
     pub database: PathBuf,
     /// Where the daemon writes its Prometheus metrics (textfile collector format), if set.
     pub metrics_file: Option<PathBuf>,
+}
+
+/// `sync.max_deletions`: how many users marked deleted, groups marked deleted, or members
+/// removed from the team one pass may apply, each kind counted on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxDeletions {
+    /// `0`: no limit.
+    Off,
+    Count(u64),
+    /// `"10%"`: a share of the live objects of that kind (of the team's size for members).
+    Percent(u32),
+}
+
+/// Default of `sync.max_deletions` (Entra Connect's "prevent accidental deletes" default).
+pub const DEFAULT_MAX_DELETIONS: MaxDeletions = MaxDeletions::Count(500);
+
+impl MaxDeletions {
+    /// The limit for a kind of which `live` are stored; `None` means no limit.
+    pub fn limit(self, live: u64) -> Option<u64> {
+        match self {
+            MaxDeletions::Off => None,
+            MaxDeletions::Count(n) => Some(n),
+            MaxDeletions::Percent(p) => Some(live.saturating_mul(u64::from(p)) / 100),
+        }
+    }
+}
+
+impl fmt::Display for MaxDeletions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxDeletions::Off => f.write_str("0 (off)"),
+            MaxDeletions::Count(n) => write!(f, "{n}"),
+            MaxDeletions::Percent(p) => write!(f, "\"{p}%\""),
+        }
+    }
 }
 
 /// The `[mapping]` table.
@@ -495,6 +532,7 @@ mod tests {
                 enabled: true,
                 interval: DEFAULT_INTERVAL,
                 full_sync_interval: DEFAULT_FULL_SYNC_INTERVAL,
+                max_deletions: DEFAULT_MAX_DELETIONS,
                 database: PathBuf::from(DEFAULT_DATABASE),
                 metrics_file: None,
             },
@@ -511,7 +549,7 @@ mod tests {
         // The commented-out keys show the defaults: uncommenting all of them changes nothing.
         let (uncommented, count) = uncomment_defaults(&text);
         assert_eq!(
-            count, 11,
+            count, 12,
             "every optional key with a default is shown:\n{uncommented}"
         );
         let config = Config::parse(&uncommented, &config_path, &Env::default()).unwrap();

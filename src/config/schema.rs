@@ -51,6 +51,7 @@ pub(super) const SCHEMA: &[(&str, &[KeyExample])] = &[
             ("enabled", "true"),
             ("interval", "\"5m\""),
             ("full_sync_interval", "\"7d\""),
+            ("max_deletions", "500"),
             ("database", "\"/var/lib/entra-sync/entra-sync.db\""),
             (
                 "metrics_file",
@@ -129,6 +130,8 @@ pub(super) struct RawSync {
     pub(super) enabled: Option<Spanned<bool>>,
     pub(super) interval: Option<Spanned<String>>,
     pub(super) full_sync_interval: Option<Spanned<String>>,
+    /// An integer or a percentage string: any TOML value, for a precise message.
+    pub(super) max_deletions: Option<Spanned<toml::Value>>,
     pub(super) database: Option<Spanned<String>>,
     pub(super) metrics_file: Option<Spanned<String>>,
 }
@@ -308,7 +311,7 @@ mod tests {
             ),
             (
                 &with_head("[sync]\nintervall = \"5m\"\n"),
-                "config: /etc/entra-sync/config.toml:5: sync.intervall: unknown key; did you mean interval? (valid keys in [sync]: enabled, interval, full_sync_interval, database, metrics_file)",
+                "config: /etc/entra-sync/config.toml:5: sync.intervall: unknown key; did you mean interval? (valid keys in [sync]: enabled, interval, full_sync_interval, max_deletions, database, metrics_file)",
             ),
             (
                 &with_head("[mapping]\nInclude-Disabled = true\n"),

@@ -116,6 +116,22 @@ pub struct Unseen {
     pub links: Vec<(String, String, String)>,
 }
 
+impl Store {
+    /// Live users, live groups and members of `team`: what a percentage limit of the
+    /// deletion guard is a share of.
+    pub fn live_counts(&self, team: &str) -> Result<[u64; 3]> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM users WHERE deleted_at IS NULL),
+                        (SELECT count(*) FROM groups WHERE deleted_at IS NULL),
+                        (SELECT count(*) FROM team_members WHERE team = ?1)",
+                [team],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+            )
+            .map_err(|e| self.err(e))
+    }
+}
+
 impl Tx<'_> {
     /// Reads every stored row the page's planning needs, one statement per part (one per
     /// group for memberships), whatever the page holds.

@@ -114,6 +114,19 @@ impl Tx<'_> {
         Ok(added as u64)
     }
 
+    /// How many `team_members` rows `remove_unwanted_team_members` would remove (the
+    /// deletion guard judges them before they go).
+    pub fn count_unwanted_team_members(&self, team: &str) -> Result<u64> {
+        self.tx
+            .query_row(
+                "SELECT count(*) FROM team_members
+                 WHERE team <> ?1 OR user_id NOT IN (SELECT user_id FROM temp.team_wanted)",
+                [team],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Removes, with an audit row each, the `team_members` rows not in `team_wanted`, and
     /// every row of another team name (left by a renamed team). Returns how many.
     pub fn remove_unwanted_team_members(&self, team: &str, run: i64, now: &str) -> Result<u64> {

@@ -198,6 +198,33 @@ impl Tx<'_> {
         Ok(())
     }
 
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM meta WHERE key = ?1", [key])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks the deletions and removals `run` audited as released by `approval` (the
+    /// deletion guard's approval is audited on the events it let through).
+    pub fn mark_approved(&self, run: i64, approval: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "UPDATE audit_events SET detail = json_set(coalesce(detail, '{}'), '$.approved', ?2)
+                 WHERE run_id = ?1 AND (action = 'deleted' OR action = 'removed')",
+                params![run, approval],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.tx
             .execute(

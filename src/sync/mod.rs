@@ -7,9 +7,12 @@
 //! Where a round starts is `round`. Memory stays bounded by the channel: a few pages,
 //! whatever the tenant size.
 
+mod dry_run;
 mod fetch;
 pub mod plan;
 mod round;
+
+pub use dry_run::dry_run;
 
 use std::sync::mpsc;
 use std::thread;
@@ -17,8 +20,9 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::graph::{Graph, GraphError, Next, Page, Resource};
+use crate::guard::{Guard, Target};
 use crate::shutdown::Shutdown;
-use crate::store::{self, Counts, RunEnd, Store, StoreError, Tx};
+use crate::store::{self, Change, Counts, Kind, RunEnd, Store, StoreError, Tx};
 use crate::systemd::Heartbeat;
 use crate::team;
 
@@ -40,6 +44,8 @@ pub struct PassOptions {
     pub full: bool,
     /// Beaten while the pass makes progress, for the systemd watchdog.
     pub heartbeat: Option<Heartbeat>,
+    /// No deletion limit for this pass (`sync --allow-deletions`).
+    pub allow_deletions: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +60,12 @@ pub enum SyncError {
     /// One or both rounds failed; what was applied is committed and the pass resumes.
     #[error("{message}")]
     Failed {
+        message: String,
+        report: Box<PassReport>,
+    },
+    /// Everything else applied, but the deletion guard held deletions (and said why).
+    #[error("{message}")]
+    Held {
         message: String,
         report: Box<PassReport>,
     },
@@ -75,6 +87,12 @@ pub fn run_pass(
         .iter()
         .map(|&resource| Round::plan(config, store, resource, options.full))
         .collect::<Result<_, _>>()?;
+    let guard = Guard::load(
+        store,
+        config.sync.max_deletions,
+        &config.mapping.team,
+        options.allow_deletions,
+    )?;
     let planned_full = rounds.iter().any(|r| r.full);
     let kind = if planned_full { "full" } else { "incremental" };
     let run_id = store.begin_run(kind, &store::now())?;
@@ -95,6 +113,7 @@ pub fn run_pass(
         completed: Vec::new(),
         stopped: false,
         restarted: false,
+        guard,
     };
     let outcome = pass.fetch_and_apply(store, graph, rounds, shutdown, options.heartbeat.as_ref());
     // A round that Graph sent back to the start made this a full (reconciling) pass.
@@ -105,20 +124,45 @@ pub fn run_pass(
         counts: pass.counts.clone(),
     };
     if let Err(e) = outcome {
+        pass.guard.save(store, run_id, false)?;
         finish(store, &report, "failed", Some(e.to_string()))?;
         return Err(e.into());
     }
     if pass.stopped {
+        pass.guard.save(store, run_id, false)?;
         finish(store, &report, "interrupted", Some("stopped".into()))?;
         return Err(SyncError::Stopped {
             report: Box::new(report),
         });
     }
 
-    let team = team::update(store, &config.mapping, run_id, report.counts.touches_team())?;
+    let team = team::update(
+        store,
+        &config.mapping,
+        run_id,
+        report.counts.touches_team(),
+        &mut pass.guard,
+    )?;
     report.counts.team_added = team.added;
     report.counts.team_removed = team.removed;
+    pass.guard.save(store, run_id, pass.failures.is_empty())?;
 
+    if let Some(held) = pass.guard.message() {
+        // What was held comes first: the systemd STATUS line shows the start of the error.
+        log::error!("sync: pass {run_id}: {held}");
+        let message = [held.clone()]
+            .into_iter()
+            .chain(pass.failures.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        finish(store, &report, "failed", Some(message.clone()))?;
+        let report = Box::new(report);
+        return Err(if pass.failures.is_empty() {
+            SyncError::Held { message, report }
+        } else {
+            SyncError::Failed { message, report }
+        });
+    }
     if pass.failures.is_empty() {
         finish(store, &report, "succeeded", None)?;
         log::info!(
@@ -134,6 +178,73 @@ pub fn run_pass(
             report: Box::new(report),
         })
     }
+}
+
+/// Recomputes the team for a changed mapping from the database alone, as a `team` run in
+/// `sync_runs`, through the deletion guard (a typo in mapping.groups must never empty the
+/// team).
+pub fn remap_team(config: &Config, store: &mut Store) -> Result<team::TeamUpdate, SyncError> {
+    let mut guard = Guard::load(
+        store,
+        config.sync.max_deletions,
+        &config.mapping.team,
+        false,
+    )?;
+    let run_id = store.begin_run("team", &store::now())?;
+    let update = team::update(store, &config.mapping, run_id, false, &mut guard)?;
+    guard.save(store, run_id, false)?;
+    let report = PassReport {
+        run_id,
+        kind: "team",
+        counts: Counts {
+            team_added: update.added,
+            team_removed: update.removed,
+            ..Counts::default()
+        },
+    };
+    match guard.message() {
+        Some(message) => {
+            log::error!("team: {message}");
+            finish(store, &report, "failed", Some(message.clone()))?;
+            Err(SyncError::Held {
+                message,
+                report: Box::new(report),
+            })
+        }
+        None => {
+            finish(store, &report, "succeeded", None)?;
+            Ok(update)
+        }
+    }
+}
+
+/// `approve-deletions`: records a one-shot approval and wakes a running service (SIGUSR1
+/// starts a pass). Returns what the operator is told.
+pub fn approve_deletions(config: &Config) -> Result<String, SyncError> {
+    let database = &config.sync.database;
+    let mut store = Store::open(database)?;
+    let Some(held) = crate::guard::approve(&mut store)? else {
+        return Ok(
+            "approve-deletions: the deletion guard holds nothing; nothing to approve".into(),
+        );
+    };
+    Ok(match crate::lock::holder(database) {
+        Some(pid) => match crate::guard::wake(pid) {
+            Ok(()) => format!(
+                "approve-deletions: approved {held}; the running service (pid {pid}) starts a pass \
+                 now that applies them (see `entra-sync status` or the journal)"
+            ),
+            Err(e) => format!(
+                "approve-deletions: approved {held}; could not signal the running service (pid \
+                 {pid}: {e}); its next scheduled pass applies them, or run `systemctl kill -s \
+                 SIGUSR1 entra-sync` to start it now"
+            ),
+        },
+        None => format!(
+            "approve-deletions: approved {held}; no service is running: the next `entra-sync \
+             sync` applies them"
+        ),
+    })
 }
 
 fn finish(
@@ -182,6 +293,7 @@ struct Pass {
     completed: Vec<Resource>,
     stopped: bool,
     restarted: bool,
+    guard: Guard,
 }
 
 impl Pass {
@@ -320,6 +432,25 @@ impl Pass {
         }
     }
 
+    /// The deletion guard's word on planned changes: all of them, or all but the held
+    /// deletions (with the purges they would cause). A held reconciliation is held whole.
+    fn judge(&mut self, round: &mut Round, changes: Vec<Change>, reconciling: bool) -> Vec<Change> {
+        let kind = round.kind();
+        let target = match kind {
+            Kind::User => Target::Users,
+            Kind::Group => Target::Groups,
+        };
+        if self.guard.allow(target, plan::deletions(&changes, kind)) {
+            return changes;
+        }
+        round.held = true;
+        if reconciling {
+            Vec::new()
+        } else {
+            plan::without_deletions(changes, kind)
+        }
+    }
+
     /// Plans one page, and applies the changes and the link that follows it to the open
     /// transaction. Its counts wait in the batch until the batch commits.
     fn apply_page(
@@ -337,34 +468,46 @@ impl Pass {
             round.generation
         };
         let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
-        let changes = plan::page(kind, &page.objects, lookup, generation);
+        let planned = plan::page(kind, &page.objects, lookup, generation);
+        let changes = self.judge(round, planned, false);
         tx.apply(&changes, self.run_id, generation, &now)?;
         let inputs_before = batch.counts.team_inputs();
         plan::tally(&changes, &mut batch.counts);
         match &page.next {
+            // A held round keeps its link, so the held deletions come again.
+            Next::More(_) if round.held => {}
             Next::More(link) => tx.set_resume_link(round.resource, link, round.full, &now)?,
             Next::Done(link) => {
-                if round.full {
+                if round.full && !round.held {
                     // Reconciliation reads what the round left unseen, so it follows the
                     // page's own changes.
-                    let changes = plan::reconcile(kind, tx.unseen(kind, generation)?);
-                    if !changes.is_empty() {
+                    let planned = plan::reconcile(kind, tx.unseen(kind, generation)?);
+                    if !planned.is_empty() {
                         log::info!(
                             "sync: reconciliation: {} {} changes for what the full round did \
                              not report",
-                            changes.len(),
+                            planned.len(),
                             kind.entity()
                         );
                     }
+                    let changes = self.judge(round, planned, true);
                     tx.apply(&changes, self.run_id, generation, &now)?;
                     plan::tally(&changes, &mut batch.counts);
                 }
-                tx.set_delta_link(round.resource, link, &round.query, &now)?;
-                log::info!(
-                    "sync: {} round complete{}",
-                    round.resource,
-                    if round.full { " (reconciled)" } else { "" }
-                );
+                if round.held {
+                    log::warn!(
+                        "sync: {} round complete, but the deletion guard held deletions: its \
+                         link stays, so they come again in the next pass",
+                        round.resource
+                    );
+                } else {
+                    tx.set_delta_link(round.resource, link, &round.query, &now)?;
+                    log::info!(
+                        "sync: {} round complete{}",
+                        round.resource,
+                        if round.full { " (reconciled)" } else { "" }
+                    );
+                }
                 batch.completed.push(round.resource);
             }
         }

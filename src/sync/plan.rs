@@ -99,6 +99,50 @@ pub fn reconcile(kind: Kind, unseen: Unseen) -> Vec<Change> {
     objects.chain(links).collect()
 }
 
+/// How many objects of `kind` the changes mark deleted (what the deletion guard counts):
+/// live ones only, a soft deletion made permanent is no new deletion.
+pub fn deletions(changes: &[Change], kind: Kind) -> u64 {
+    changes
+        .iter()
+        .filter(|c| matches!(c, Change::Delete { kind: k, was_live: true, .. } if *k == kind))
+        .count() as u64
+}
+
+/// The changes without the deletions `deletions` counts, nor the memberships their purge
+/// would remove: held, those objects stay as they are.
+pub fn without_deletions(changes: Vec<Change>, kind: Kind) -> Vec<Change> {
+    let held: HashSet<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Delete {
+                kind: k,
+                id,
+                was_live: true,
+                ..
+            } if *k == kind => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    changes
+        .into_iter()
+        .filter(|c| match c {
+            Change::Delete {
+                id,
+                was_live: true,
+                kind: k,
+                ..
+            } => !(*k == kind && held.contains(id)),
+            Change::RemoveMember {
+                group,
+                member,
+                reason: Reason::Purged,
+                ..
+            } => !held.contains(group) && !held.contains(member),
+            _ => true,
+        })
+        .collect()
+}
+
 /// Adds what `changes` do to `counts`.
 pub fn tally(changes: &[Change], counts: &mut Counts) {
     for change in changes {

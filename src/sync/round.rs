@@ -14,6 +14,9 @@ pub(super) struct Round {
     pub fresh: bool,
     pub generation: i64,
     pub query: String,
+    /// The deletion guard held some of this round's deletions: its link stays where it
+    /// was, so they come again in the next pass.
+    pub held: bool,
 }
 
 impl Round {
@@ -37,6 +40,7 @@ impl Round {
             fresh: true,
             generation: state.generation,
             query: query.clone(),
+            held: false,
         };
         if state.query.as_deref() != Some(query.as_str()) {
             if state.query.is_some() {

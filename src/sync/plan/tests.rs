@@ -677,3 +677,35 @@ fn merge_rules() {
         json!({"a": {"old": "x", "new": "z"}}),
     );
 }
+
+#[test]
+fn held_deletions_take_their_purges_with_them() {
+    let db = Db {
+        objects: vec![
+            ("u1", json!({}), None, 1),
+            ("u2", json!({}), Some(Removal::Soft), 1),
+        ],
+        links: vec![("g1", "u1", "user", 1), ("g1", "u2", "user", 1)],
+        ..Db::default()
+    };
+    let objects = vec![
+        removed("u1", Removal::Permanent),
+        removed("u2", Removal::Permanent),
+        object("u3", json!({})),
+    ];
+    let changes = page(Kind::User, &objects, db.lookup(&objects), 1);
+    assert_eq!(deletions(&changes, Kind::User), 1, "u2 was deleted already");
+    assert_eq!(deletions(&changes, Kind::Group), 0);
+    let kept: Vec<String> = without_deletions(changes, Kind::User)
+        .iter()
+        .map(show)
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "delete u2 permanent Removed (was deleted)",
+            "create u3 {}",
+            "remove g1 u2 user Purged",
+        ]
+    );
+}
