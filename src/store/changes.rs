@@ -393,7 +393,8 @@ impl Tx<'_> {
 }
 
 fn json_list(ids: &[String]) -> String {
-    Value::from(ids.to_vec()).to_string()
+    // Straight to text: no copy of the ids into a JSON value first.
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn removal_of(deletion: &str) -> Removal {

@@ -306,6 +306,12 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Caps the file at `pages` database pages, so a test can fill the disk.
+    #[cfg(test)]
+    pub fn limit_pages_for_test(&self, pages: u32) {
+        let _ = self.conn.pragma_update(None, "max_page_count", pages);
+    }
+
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         let tx = self.transaction()?;
         tx.set_meta(key, value)?;

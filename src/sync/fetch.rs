@@ -13,7 +13,8 @@ pub(super) enum Msg {
     Page(Resource, Page),
     /// Graph lost the delta state; the fetcher has started a full round from the initial URL.
     Restarted(Resource, GraphError),
-    Failed(Resource, GraphError),
+    /// The round failed at this link (kept to tell a page stuck at one link).
+    Failed(Resource, GraphError, String),
 }
 
 /// Follows one delta chain to its deltaLink, one request in flight (Graph's guidance).
@@ -29,7 +30,7 @@ pub(super) fn fetch_round(
     loop {
         // A stopped pass makes no further request, even if its writer has not noticed yet.
         if stop.is_requested() {
-            let _ = sender.send(Msg::Failed(resource, GraphError::Stopped));
+            let _ = sender.send(Msg::Failed(resource, GraphError::Stopped, url));
             return;
         }
         match graph.get_page(resource, &url) {
@@ -51,7 +52,7 @@ pub(super) fn fetch_round(
                 }
             }
             Err(error) => {
-                let _ = sender.send(Msg::Failed(resource, error));
+                let _ = sender.send(Msg::Failed(resource, error, url));
                 return;
             }
         }

@@ -83,9 +83,20 @@ pub fn run_pass(
     options: PassOptions,
     shutdown: &Shutdown,
 ) -> Result<PassReport, SyncError> {
+    let stuck = Stuck::load(store)?;
     let rounds: Vec<Round> = Resource::ALL
         .iter()
-        .map(|&resource| Round::plan(config, store, resource, options.full))
+        .map(|&resource| {
+            let restart = stuck.passes(resource) >= MAX_STUCK_PASSES;
+            if restart {
+                log::warn!(
+                    "sync: {resource}: Graph sent a page that cannot be used at the same link in \
+                     {MAX_STUCK_PASSES} passes in a row; starting the {resource} round over with \
+                     a full round"
+                );
+            }
+            Round::plan(config, store, resource, options.full, restart)
+        })
         .collect::<Result<_, _>>()?;
     let guard = Guard::load(
         store,
@@ -114,8 +125,10 @@ pub fn run_pass(
         stopped: false,
         restarted: false,
         guard,
+        unusable: Vec::new(),
     };
     let outcome = pass.fetch_and_apply(store, graph, rounds, shutdown, options.heartbeat.as_ref());
+    stuck.after(store, &pass.unusable, &pass.completed)?;
     // A round that Graph sent back to the start made this a full (reconciling) pass.
     let kind = if pass.restarted { "full" } else { kind };
     let mut report = PassReport {
@@ -177,6 +190,72 @@ pub fn run_pass(
             message,
             report: Box::new(report),
         })
+    }
+}
+
+/// Passes in a row stuck on an unusable page at the same link before the resource starts
+/// over with a full round (issue 7 item 8: a page that never parses must not stop a
+/// resource forever).
+const MAX_STUCK_PASSES: u32 = 3;
+/// `meta` key: per resource, the link whose page could not be used and in how many passes in
+/// a row, `{"users": {"link": "...", "passes": 2}}`.
+const STUCK_KEY: &str = "stuck_pages";
+
+/// Where rounds keep failing on a page that cannot be used.
+struct Stuck(serde_json::Map<String, serde_json::Value>);
+
+impl Stuck {
+    fn load(store: &Store) -> Result<Stuck, StoreError> {
+        let map = store
+            .meta(STUCK_KEY)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        Ok(Stuck(map))
+    }
+
+    fn passes(&self, resource: Resource) -> u32 {
+        self.0
+            .get(resource.name())
+            .and_then(|s| s.get("passes"))
+            .and_then(serde_json::Value::as_u64)
+            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// Counts this pass in: a failure at the same link as before adds one, at another
+    /// link starts at one; a completed round (or a restart) clears its resource.
+    fn after(
+        mut self,
+        store: &mut Store,
+        unusable: &[(Resource, String)],
+        completed: &[Resource],
+    ) -> Result<(), StoreError> {
+        let before = self.0.clone();
+        for resource in Resource::ALL {
+            let key = resource.name();
+            if let Some((_, link)) = unusable.iter().find(|(r, _)| *r == resource) {
+                let same = self
+                    .0
+                    .get(key)
+                    .and_then(|s| s.get("link"))
+                    .and_then(|l| l.as_str())
+                    == Some(link.as_str());
+                let passes = if same && self.passes(resource) < MAX_STUCK_PASSES {
+                    self.passes(resource) + 1
+                } else {
+                    1
+                };
+                self.0.insert(
+                    key.into(),
+                    serde_json::json!({ "link": link, "passes": passes }),
+                );
+            } else if completed.contains(&resource) || self.passes(resource) >= MAX_STUCK_PASSES {
+                self.0.remove(key);
+            }
+        }
+        if self.0 == before {
+            return Ok(());
+        }
+        store.set_meta(STUCK_KEY, &serde_json::Value::Object(self.0).to_string())
     }
 }
 
@@ -294,6 +373,8 @@ struct Pass {
     stopped: bool,
     restarted: bool,
     guard: Guard,
+    /// Rounds that failed on a page that cannot be used, with the link that sent it.
+    unusable: Vec<(Resource, String)>,
 }
 
 impl Pass {
@@ -334,7 +415,18 @@ impl Pass {
             by_resource.push(round);
         }
         drop(sender);
+        self.receive(store, &receiver, &mut by_resource, shutdown, heartbeat)
+    }
 
+    /// The writer: applies what the fetchers send until both have ended.
+    fn receive(
+        &mut self,
+        store: &Store,
+        receiver: &mpsc::Receiver<Msg>,
+        by_resource: &mut [Round],
+        shutdown: &Shutdown,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Result<(), StoreError> {
         // Pages are applied into an open transaction that commits as soon as no further
         // page is waiting (so against real Graph latency every page commits on its own), or
         // after MAX_BATCH_PAGES / MAX_BATCH_TIME when the writer falls behind. The resume link
@@ -377,7 +469,7 @@ impl Pass {
                         });
                     }
                     let open = batch.as_mut().expect("a batch was opened above");
-                    let round = round_mut(&mut by_resource, resource);
+                    let round = round_mut(by_resource, resource);
                     self.apply_page(open, round, page)?;
                     open.pages += 1;
                     if open.pages >= MAX_BATCH_PAGES || open.started.elapsed() >= MAX_BATCH_TIME {
@@ -385,7 +477,7 @@ impl Pass {
                     }
                 }
                 Msg::Restarted(resource, reason) => {
-                    let round = round_mut(&mut by_resource, resource);
+                    let round = round_mut(by_resource, resource);
                     log::warn!(
                         "sync: {reason}; running a full {resource} round with reconciliation"
                     );
@@ -393,8 +485,11 @@ impl Pass {
                     round.full = true;
                     round.fresh = true;
                 }
-                Msg::Failed(_, GraphError::Stopped) => self.stopped = true,
-                Msg::Failed(resource, error) => {
+                Msg::Failed(_, GraphError::Stopped, _) => self.stopped = true,
+                Msg::Failed(resource, error, url) => {
+                    if error.is_unusable_page() {
+                        self.unusable.push((resource, url));
+                    }
                     // The caller reports the pass's failure; the daemon dedupes repeats.
                     log::debug!("sync: {resource} round failed: {error}");
                     self.failures.push(error.to_string());
@@ -407,7 +502,7 @@ impl Pass {
         if shutdown.is_requested() {
             self.stopped = true;
         }
-        self.fail_unfinished(&by_resource);
+        self.fail_unfinished(by_resource);
         Ok(())
     }
 
@@ -551,4 +646,122 @@ fn round_mut(rounds: &mut [Round], resource: Resource) -> &mut Round {
         .iter_mut()
         .find(|r| r.resource == resource)
         .expect("a round is planned for every resource that has a fetcher")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::DirectoryObject;
+    use serde_json::json;
+
+    fn pass(run_id: i64) -> Pass {
+        Pass {
+            run_id,
+            counts: Counts::default(),
+            failures: Vec::new(),
+            failed: Vec::new(),
+            completed: Vec::new(),
+            stopped: false,
+            restarted: false,
+            guard: Guard::off(),
+            unusable: Vec::new(),
+        }
+    }
+
+    fn rounds() -> Vec<Round> {
+        Resource::ALL
+            .iter()
+            .map(|&resource| Round {
+                resource,
+                url: "https://graph.example/start".into(),
+                full: false,
+                fresh: false,
+                generation: 0,
+                query: "q".into(),
+                held: false,
+            })
+            .collect()
+    }
+
+    fn users(ids: std::ops::Range<u32>, next: Next) -> Page {
+        let objects = ids
+            .map(|n| DirectoryObject {
+                id: format!("u{n}"),
+                removed: None,
+                props: json!({"displayName": "x".repeat(2000)})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                members: None,
+            })
+            .collect();
+        Page { objects, next }
+    }
+
+    fn store() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let run = store.begin_run("incremental", "t").unwrap();
+        (dir, store, run)
+    }
+
+    /// Issue 7 item 6: a fetcher that ends (or panics, which drops its sender the same way)
+    /// without a deltaLink used to look like "done", and the pass succeeded.
+    #[test]
+    fn a_round_that_ends_without_its_delta_link_fails_the_pass() {
+        let (_dir, store, run) = store();
+        let (sender, receiver) = mpsc::sync_channel(4);
+        sender
+            .send(Msg::Page(
+                Resource::Users,
+                users(0..1, Next::More("next".into())),
+            ))
+            .unwrap();
+        let groups = Page {
+            objects: Vec::new(),
+            next: Next::Done("delta".into()),
+        };
+        sender.send(Msg::Page(Resource::Groups, groups)).unwrap();
+        drop(sender);
+        let mut pass = pass(run);
+        let mut rounds = rounds();
+        pass.receive(&store, &receiver, &mut rounds, &Shutdown::new(), None)
+            .unwrap();
+        assert_eq!(pass.failed, [Resource::Users]);
+        assert!(
+            pass.failures[0].contains("users round ended before Graph sent its deltaLink"),
+            "{:?}",
+            pass.failures
+        );
+        assert_eq!(pass.completed, [Resource::Groups]);
+        assert_eq!(pass.counts.users_created, 1, "the committed page counts");
+    }
+
+    /// Issue 7 item 14: counts follow the transaction. Two queued pages share a batch; the
+    /// second fills the disk, the batch rolls back, and nothing of it is counted.
+    #[test]
+    fn a_batch_that_rolls_back_counts_nothing() {
+        let (_dir, store, run) = store();
+        store.limit_pages_for_test(40);
+        let (sender, receiver) = mpsc::sync_channel(4);
+        sender
+            .send(Msg::Page(
+                Resource::Users,
+                users(0..2, Next::More("n1".into())),
+            ))
+            .unwrap();
+        sender
+            .send(Msg::Page(
+                Resource::Users,
+                users(2..400, Next::More("n2".into())),
+            ))
+            .unwrap();
+        drop(sender);
+        let mut pass = pass(run);
+        let mut rounds = rounds();
+        let outcome = pass.receive(&store, &receiver, &mut rounds, &Shutdown::new(), None);
+        assert!(outcome.is_err(), "the full disk fails the batch");
+        assert_eq!(pass.counts, Counts::default());
+        assert_eq!(store.live_counts("t").unwrap(), [0, 0, 0], "rolled back");
+    }
 }

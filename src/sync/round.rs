@@ -25,6 +25,7 @@ impl Round {
         store: &Store,
         resource: Resource,
         full: bool,
+        restart: bool,
     ) -> Result<Round, StoreError> {
         let state = store.sync_state(resource)?;
         let query = format!(
@@ -42,6 +43,10 @@ impl Round {
             query: query.clone(),
             held: false,
         };
+        if restart {
+            // Stuck on a page that cannot be used: start over, whatever the links say.
+            return Ok(round);
+        }
         if state.query.as_deref() != Some(query.as_str()) {
             if state.query.is_some() {
                 log::info!(

@@ -392,3 +392,57 @@ fn team_rename_moves_members() {
     );
     assert_eq!(env.team().len(), 3);
 }
+
+/// Issue 7 item 8: a page that never parses. Each pass fails at once at the same link and
+/// keeps it; after three such passes the resource starts over with a full round, and says so.
+#[test]
+fn a_page_stuck_unusable_for_three_passes_restarts_its_round() {
+    use crate::sim::Fault;
+    let env = TestEnv::new();
+    small_tenant(&env);
+    env.sync();
+    env.sim
+        .tenant()
+        .update_user(&u(1), json!({"displayName": "Ada Two"}));
+    for pass in 1..=3 {
+        env.sim.push_fault(Resource::Users, Fault::Malformed);
+        env.sim.clear_requests();
+        let out = env.run(&["sync"]);
+        assert_eq!(out.status.code(), Some(1), "pass {pass}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("starting the users round over"));
+        let requests = env.graph_requests(Resource::Users);
+        assert_eq!(requests.len(), 1, "pass {pass}: asked once, not retried");
+        assert!(
+            requests[0].path_and_query.contains("deltatoken="),
+            "kept its link"
+        );
+    }
+    env.sim.clear_requests();
+    let out = env.run(&["sync"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains(
+            "users: Graph sent a page that cannot be used at the same link in 3 passes in a row; \
+             starting the users round over with a full round"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let first = &env.graph_requests(Resource::Users)[0];
+    assert!(
+        !first.path_and_query.contains("deltatoken=")
+            && !first.path_and_query.contains("skiptoken="),
+        "a full round from the start: {}",
+        first.path_and_query
+    );
+    assert_eq!(
+        env.strings(&format!(
+            "SELECT display_name FROM users WHERE id = '{}'",
+            u(1)
+        )),
+        ["Ada Two"]
+    );
+    // Recovered: the next pass is incremental again, with nothing left stuck.
+    let out = env.sync();
+    assert!(stdout(&out).contains("(incremental)"), "{}", stdout(&out));
+}
