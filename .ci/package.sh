@@ -16,7 +16,7 @@ if ! command -v systemd-analyze >/dev/null; then
 fi
 
 rm -rf target/debian
-cargo deb --fast --profile dev 2>&1 | grep -v "dev profile is not supported\|debug symbols set\|^ *To enable" || true
+cargo deb --fast --no-dbgsym --profile dev 2>&1 | grep -v "dev profile is not supported\|debug symbols set\|^ *To enable" || true
 deb=$(ls target/debian/entra-sync_*.deb)
 echo "package: $deb ($(stat -c %s "$deb") bytes)"
 
