@@ -62,6 +62,16 @@ impl Target {
     }
 }
 
+/// How many deletions of each kind ([`Target::ALL`] order) are held now, as the last pass
+/// that judged them left them (0 for a kind not held).
+pub fn held_counts(store: &Store) -> Result<[u64; 3], StoreError> {
+    let held: Value = store
+        .meta(HELD_KEY)?
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    Ok(Target::ALL.map(|t| held.get(t.key()).and_then(Value::as_u64).unwrap_or(0)))
+}
+
 /// Who lifted the limit for one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approval {
@@ -212,12 +222,7 @@ impl Guard {
         team: &str,
         allow: bool,
     ) -> Result<Guard, StoreError> {
-        let held: Value = store
-            .meta(HELD_KEY)?
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or(Value::Null);
-        let tripped =
-            Target::ALL.map(|t| held.get(t.key()).and_then(Value::as_u64).unwrap_or(0) > 0);
+        let tripped = held_counts(store)?.map(|n| n > 0);
         let live = match setting {
             MaxDeletions::Percent(_) => store.live_counts(team)?,
             _ => [0; 3],
@@ -310,6 +315,17 @@ pub fn wake(pid: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_counts_read_what_the_last_pass_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        assert_eq!(held_counts(&store).unwrap(), [0, 0, 0]);
+        store
+            .set_meta(HELD_KEY, r#"{"team": 612, "users": 3}"#)
+            .unwrap();
+        assert_eq!(held_counts(&store).unwrap(), [3, 0, 612]);
+    }
 
     #[test]
     fn limits_per_kind() {

@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::config::Config;
 use crate::counters;
 use crate::graph::Resource;
+use crate::guard::{self, Target};
 use crate::store::{Contents, PassRecord, Store, StoreError};
 
 /// Pass kinds and outcomes, so every series exists (at 0) before its first occurrence:
@@ -32,8 +33,12 @@ pub struct Snapshot {
     pub team: String,
     /// (resource, Unix seconds of its delta link), when there is one.
     pub delta_links: Vec<(&'static str, Option<i64>)>,
-    /// `entra.client_secret_expires` as Unix seconds (the start of that day, UTC).
+    /// When the credential in use expires ([`Config::credential_expires`]: the secret's
+    /// `entra.client_secret_expires` or the certificate's `notAfter` date), as Unix seconds
+    /// (the start of that day, UTC).
     pub credential_expiry: Option<i64>,
+    /// (kind, deletions the guard holds) for users, groups and the team.
+    pub held_deletions: Vec<(&'static str, u64)>,
     /// (resource, Graph responses, of which 429) since the process started.
     pub graph: Vec<(&'static str, u64, u64)>,
     pub now: i64,
@@ -56,9 +61,13 @@ pub fn gather(store: &Store, config: &Config) -> Result<Snapshot, StoreError> {
         team: config.mapping.team.clone(),
         delta_links,
         credential_expiry: config
-            .entra
-            .client_secret_expires
+            .credential_expires()
             .map(|d| d.midnight().assume_utc().unix_timestamp()),
+        held_deletions: Target::ALL
+            .iter()
+            .map(|t| t.key())
+            .zip(guard::held_counts(store)?)
+            .collect(),
         graph: counters::graph_totals(),
         now: OffsetDateTime::now_utc().unix_timestamp(),
     })
@@ -305,8 +314,18 @@ pub fn render(s: &Snapshot) -> String {
     }
     if let Some(expiry) = s.credential_expiry {
         let name = "entra_sync_credential_expiry_timestamp_seconds";
-        Family::new(o, name, "gauge", "When the client secret expires (entra.client_secret_expires, start of that day, Unix time).")
+        Family::new(o, name, "gauge", "When the credential in use expires (client_secret_expires or the certificate's notAfter; start of that day, Unix time).")
             .sample(name, &[], expiry);
+    }
+    let name = "entra_sync_held_deletions";
+    let mut f = Family::new(
+        o,
+        name,
+        "gauge",
+        "Deletions the deletion guard holds by kind (users, groups, team) until approve-deletions.",
+    );
+    for (kind, held) in &s.held_deletions {
+        f.sample(name, &[("kind", kind)], held);
     }
     let name = "entra_sync_metrics_written_timestamp_seconds";
     Family::new(o, name, "gauge", "When this file was written (Unix time).").sample(
@@ -369,6 +388,7 @@ mod tests {
             team: "Ops \"A\" \\ B".into(),
             delta_links: vec![("users", Some(1_772_359_200)), ("groups", None)],
             credential_expiry: Some(1_800_000_000),
+            held_deletions: vec![("users", 0), ("groups", 0), ("team", 612)],
             graph: vec![("users", 7, 1), ("groups", 9, 0)],
             now: 1_772_359_500,
         }
@@ -393,6 +413,8 @@ mod tests {
             "entra_sync_graph_requests_total{resource=\"groups\"} 9",
             "entra_sync_graph_throttled_responses_total{resource=\"users\"} 1",
             "entra_sync_delta_link_age_seconds{resource=\"users\"} 300",
+            "entra_sync_held_deletions{kind=\"team\"} 612",
+            "entra_sync_held_deletions{kind=\"users\"} 0",
             "entra_sync_credential_expiry_timestamp_seconds 1800000000",
             "# TYPE entra_sync_passes_total counter",
         ] {
