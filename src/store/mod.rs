@@ -15,13 +15,14 @@ use serde_json::{Map, Value};
 use crate::graph::{Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
