@@ -1,6 +1,6 @@
 //! The deletion guard: mass deletions, reconciliation and a mapping typo are held past
 //! `sync.max_deletions`, survive a restart, and are released by `--allow-deletions` and by
-//! `approve-deletions` while a service runs.
+//! `approve-deletions` while a service runs; a held pass shows on the systemd STATUS line.
 
 use std::process::Output;
 use std::time::Duration;
@@ -201,4 +201,63 @@ fn approve_deletions_releases_the_hold_of_a_running_service() {
     let out = env.run(&["approve-deletions"]);
     assert_success(&out);
     assert!(stdout(&out).contains("holds nothing"), "{}", stdout(&out));
+}
+
+/// The held pass of a service shows on its systemd STATUS line (what `systemctl status`
+/// prints), starting with what was held, and `status` says the same.
+#[test]
+fn a_held_pass_shows_on_the_systemd_status_line() {
+    use std::os::unix::net::UnixDatagram;
+    let env = guarded("2");
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("interval = \"1s\"", "interval = \"1h\"");
+    std::fs::write(&env.config, text).unwrap();
+    for n in 1..=3 {
+        env.sim.tenant().soft_delete_user(&u(n));
+    }
+    let socket_path = env.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut daemon = env
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut messages = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let mut buffer = [0u8; 4096];
+        if let Ok(n) = socket.recv(&mut buffer) {
+            let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if let Some(line) = message
+                .lines()
+                .find(|l| l.starts_with("STATUS=") && l.contains("error: deletion guard"))
+            {
+                break line.to_owned();
+            }
+            messages.push(message);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no STATUS line with the guard's error; got {messages:?}"
+        );
+    };
+    assert!(
+        held.contains("last pass failed at ")
+            && held.contains("error: deletion guard: held 3 users marked deleted"),
+        "{held}"
+    );
+    let out = env.run(&["status"]);
+    assert!(
+        stdout(&out).contains("deletion guard: held 3 users marked deleted"),
+        "{}",
+        stdout(&out)
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }
