@@ -370,6 +370,9 @@ graph_endpoint = "{url}"
 [sync]
 database = "{db}"
 interval = "5m"
+# The remap steps remove tens of thousands of team members on purpose: the benchmark measures
+# the work, so the deletion guard (default 500 per pass) is off.
+max_deletions = 0
 
 [mapping]
 groups = [{groups}]
