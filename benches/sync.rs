@@ -21,6 +21,8 @@
 //!   (the baseline), then passes with no Graph change after each of three mapping edits
 //!   (nesting off; the largest group added; back to the first mapping). The remap cost is
 //!   such a pass's wall time minus the baseline's.
+//!   Last, `sync --dry-run --full` on the final database: its wall time, CPU and peak RSS
+//!   (a dry run copies the database and plans a full round without writing to it).
 //! * `full-10k`: 10,000 users, 1,000 groups, 100,000 links: a full pass, to compare peak RSS.
 //! * `latency`: 20,000 users, 2,000 groups, 200,000 links, 20 ms per page: a full pass, compared
 //!   with the summed per-page latency of the longer of the two chains.
@@ -392,6 +394,11 @@ nested = {nested}
 
     /// Runs `entra-sync --config … sync` under the measuring wrapper; panics if it fails.
     fn run_sync(&self) -> ChildRun {
+        self.run_measured(&["sync"])
+    }
+
+    /// Runs `entra-sync --config … ARGS` under the measuring wrapper; panics if it fails.
+    fn run_measured(&self, args: &[&str]) -> ChildRun {
         let result = self.dir.path().join("run.result");
         let stdout = self.dir.path().join("run.stdout");
         let stderr = self.dir.path().join("run.stderr");
@@ -402,7 +409,7 @@ nested = {nested}
             .arg(BIN)
             .arg("--config")
             .arg(&self.config)
-            .arg("sync")
+            .args(args)
             .env_remove("ENTRA_SYNC_CLIENT_SECRET")
             .env_remove("ENTRA_SYNC_CONFIG")
             .env_remove("CREDENTIALS_DIRECTORY")
@@ -431,7 +438,8 @@ nested = {nested}
         if fields[4] != 0 {
             let err = std::fs::read_to_string(&stderr).unwrap_or_default();
             panic!(
-                "entra-sync sync exited with {}\nstdout:\n{out}\nstderr (last lines):\n{}",
+                "entra-sync {} exited with {}\nstdout:\n{out}\nstderr (last lines):\n{}",
+                args.join(" "),
                 fields[4],
                 tail(&err, 40)
             );
@@ -823,6 +831,9 @@ fn run_scenario(
     if scenario.remap {
         time_explain(&env, scenario.name, &deepest, notes);
     }
+    if scenario.incremental {
+        time_dry_run(&env, scenario.name, notes);
+    }
     if let Some(dir) = std::env::var_os("ENTRA_SYNC_BENCH_KEEP") {
         keep_database(&env.db, Path::new(&dir), scenario.name);
     }
@@ -880,6 +891,21 @@ fn time_explain(env: &Env, scenario: &str, user: &str, notes: &mut Vec<String>) 
             out.status.code().unwrap_or(-1)
         ));
     }
+}
+
+/// `entra-sync sync --dry-run --full` on the scenario's final database (issue 8: memory stays
+/// bounded on a full dry run): it copies the database and plans a full round against Graph.
+fn time_dry_run(env: &Env, scenario: &str, notes: &mut Vec<String>) {
+    eprintln!("  {scenario}: running entra-sync sync --dry-run --full");
+    let run = env.run_measured(&["sync", "--dry-run", "--full"]);
+    let summary = run.stdout.lines().next().unwrap_or("").to_owned();
+    notes.push(format!(
+        "{scenario}: sync --dry-run --full: {:.3} s wall, {:.2}+{:.2} s CPU, peak RSS {:.1} MiB; {summary}",
+        run.wall.as_secs_f64(),
+        run.user.as_secs_f64(),
+        run.sys.as_secs_f64(),
+        run.max_rss_kib as f64 / 1024.0
+    ));
 }
 
 struct Changes {
