@@ -2,7 +2,9 @@
 //! before it is planned ([`Tx::lookup`]), and applying a list of changes with their audit
 //! rows ([`Tx::apply`]). The rules that turn a page into changes live in `sync::plan`.
 
-use std::collections::{HashMap, HashSet};
+// foldhash, not SipHash: these maps are keyed by ids Graph sends, hashed once or twice
+// per membership of a first import; nothing here needs DoS-resistant hashing.
+use foldhash::{HashMap, HashSet};
 
 use super::*;
 
@@ -83,17 +85,17 @@ pub struct KnownLink {
     pub seen_generation: i64,
 }
 
-/// What a page needs to read before it can be planned.
+/// What a page needs to read before it can be planned, borrowed from the page.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Wanted {
+pub struct Wanted<'a> {
     /// Objects of the page's kind, by id.
-    pub objects: Vec<String>,
+    pub objects: Vec<&'a str>,
     /// Memberships, by group: the member ids its `members@delta` names.
-    pub links: Vec<(String, Vec<String>)>,
+    pub links: Vec<(&'a str, Vec<&'a str>)>,
     /// Ids deleted permanently on the page: every membership they are part of.
-    pub purged: Vec<String>,
+    pub purged: Vec<&'a str>,
     /// Members without a type: whether they are known users or groups.
-    pub untyped: Vec<String>,
+    pub untyped: Vec<&'a str>,
 }
 
 /// The stored rows a page touches, read in one lookup.
@@ -135,7 +137,7 @@ impl Store {
 impl Tx<'_> {
     /// Reads every stored row the page's planning needs, one statement per part (one per
     /// group for memberships), whatever the page holds.
-    pub fn lookup(&self, kind: Kind, wanted: &Wanted) -> Result<Lookup> {
+    pub fn lookup(&self, kind: Kind, wanted: &Wanted<'_>) -> Result<Lookup> {
         let mut found = Lookup::default();
         if !wanted.objects.is_empty() {
             let sql = format!(
@@ -164,7 +166,13 @@ impl Tx<'_> {
                 found.objects.insert(id, known);
             }
         }
-        for (group, members) in &wanted.links {
+        // Memberships are only ever written for a stored group, and group rows are never
+        // removed, so a group the store does not hold has none: a first import reads no links.
+        let stored_groups = wanted
+            .links
+            .iter()
+            .filter(|(group, _)| kind != Kind::Group || found.objects.contains_key(*group));
+        for (group, members) in stored_groups {
             let mut statement = self
                 .tx
                 .prepare_cached(
@@ -181,16 +189,16 @@ impl Tx<'_> {
                     member_type: row.get(1).map_err(|e| self.err(e))?,
                     seen_generation: row.get(2).map_err(|e| self.err(e))?,
                 };
-                found.links.insert((group.clone(), member), link);
+                found.links.insert(((*group).to_owned(), member), link);
             }
         }
         // Only what the store holds can have memberships: a removal of an id never seen
         // costs no scan.
-        let purged: Vec<String> = wanted
+        let purged: Vec<&str> = wanted
             .purged
             .iter()
-            .filter(|id| found.objects.contains_key(*id))
-            .cloned()
+            .filter(|id| found.objects.contains_key(**id))
+            .copied()
             .collect();
         if !purged.is_empty() {
             // No index on member_id: one scan for all of the page's purges.
@@ -327,8 +335,8 @@ impl Tx<'_> {
                 member_type,
             } => {
                 self.add_member(group, member, member_type, generation, now)?;
-                let detail = serde_json::json!({ "group": group, "type": member_type });
-                self.audit(run, now, "membership", member, "added", Some(&detail))
+                let detail = link_detail(group, member_type);
+                self.audit_text(run, now, "membership", member, "added", &detail)
             }
             Change::SeenMember {
                 group,
@@ -342,8 +350,8 @@ impl Tx<'_> {
                 ..
             } => {
                 self.remove_member(group, member)?;
-                let detail = serde_json::json!({ "group": group, "type": member_type });
-                self.audit(run, now, "membership", member, "removed", Some(&detail))
+                let detail = link_detail(group, member_type);
+                self.audit_text(run, now, "membership", member, "removed", &detail)
             }
         }
     }
@@ -392,9 +400,21 @@ impl Tx<'_> {
     }
 }
 
-fn json_list(ids: &[String]) -> String {
+fn json_list(ids: &[&str]) -> String {
     // Straight to text: no copy of the ids into a JSON value first.
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// A membership event's detail, `{"group": "<group id>", "type": "<member type>"}`, written
+/// straight to text: a first import writes one per link.
+fn link_detail(group: &str, member_type: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Detail<'a> {
+        group: &'a str,
+        #[serde(rename = "type")]
+        member_type: &'a str,
+    }
+    serde_json::to_string(&Detail { group, member_type }).unwrap_or_default()
 }
 
 fn removal_of(deletion: &str) -> Removal {

@@ -611,7 +611,7 @@ mod tests {
         tx.apply(&changes[1..], run, 1, "2026-01-02T00:00:00Z")
             .unwrap();
         let wanted = Wanted {
-            objects: vec!["u1".into(), "u2".into()],
+            objects: vec!["u1", "u2"],
             ..Wanted::default()
         };
         let found = tx.lookup(Kind::User, &wanted).unwrap();
@@ -676,10 +676,17 @@ mod tests {
             member: "u1".into(),
             member_type: "group".into(),
         };
-        tx.apply(&[stamp], run, 2, "t").unwrap();
+        let group = |id: &str| Change::Create {
+            kind: Kind::Group,
+            id: id.into(),
+            attributes: Map::new(),
+        };
+        tx.apply(&[group("g"), group("h"), stamp], run, 2, "t")
+            .unwrap();
         let wanted = Wanted {
-            links: vec![("g".into(), vec!["u1".into(), "u3".into()])],
-            purged: vec!["u2".into()],
+            objects: vec!["g"],
+            links: vec![("g", vec!["u1", "u3"])],
+            purged: vec!["u2"],
             ..Wanted::default()
         };
         let found = tx.lookup(Kind::Group, &wanted).unwrap();
@@ -696,6 +703,15 @@ mod tests {
         );
         // A purge is looked up only for ids the store holds (u2 is no object here).
         assert!(found.purged_links.is_empty());
+        // Nor are the memberships of a group the store does not hold (a first import's),
+        // whatever rows name it.
+        tx.apply(&[link("x", "u1")], run, 2, "t").unwrap();
+        let new_group = Wanted {
+            objects: vec!["x"],
+            links: vec![("x", vec!["u1"])],
+            ..Wanted::default()
+        };
+        assert!(tx.lookup(Kind::Group, &new_group).unwrap().links.is_empty());
         let unseen = tx.unseen(Kind::Group, 2).unwrap();
         assert_eq!(
             unseen.links,

@@ -120,6 +120,32 @@ impl Tx<'_> {
         action: &str,
         detail: Option<&Value>,
     ) -> Result<()> {
+        let detail = detail.map(Value::to_string);
+        self.insert_audit(run, now, entity, entity_id, action, detail.as_deref())
+    }
+
+    /// [`Tx::audit`] with a detail already written as JSON text.
+    pub fn audit_text(
+        &self,
+        run: i64,
+        now: &str,
+        entity: &str,
+        entity_id: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.insert_audit(run, now, entity, entity_id, action, Some(detail))
+    }
+
+    fn insert_audit(
+        &self,
+        run: i64,
+        now: &str,
+        entity: &str,
+        entity_id: &str,
+        action: &str,
+        detail: Option<&str>,
+    ) -> Result<()> {
         let mut statement = self
             .tx
             .prepare_cached(
@@ -128,14 +154,7 @@ impl Tx<'_> {
             )
             .map_err(|e| self.err(e))?;
         statement
-            .execute(params![
-                run,
-                now,
-                entity,
-                entity_id,
-                action,
-                detail.map(Value::to_string)
-            ])
+            .execute(params![run, now, entity, entity_id, action, detail])
             .map_err(|e| self.err(e))?;
         Ok(())
     }

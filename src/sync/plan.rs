@@ -2,36 +2,36 @@
 //! the stored rows it touches go in, a list of [`Change`]s comes out. No SQL, no HTTP, no
 //! clock; `store` applies the list (graph-protocol.md 3.7-3.8, 8.1).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde_json::{Map, Value, json};
 
 use crate::graph::{DirectoryObject, MemberChange, Removal};
-use crate::store::{Change, Counts, Kind, Known, KnownLink, Lookup, Reason, Unseen, Wanted};
+use crate::store::{Change, Counts, Kind, Known, Lookup, Reason, Unseen, Wanted};
 
 /// The stored rows a page needs: every object it names, the memberships its
 /// `members@delta` entries name, the memberships of what it deletes permanently, and the
 /// kind of untyped members.
-pub fn wanted(objects: &[DirectoryObject]) -> Wanted {
+pub fn wanted(objects: &[DirectoryObject]) -> Wanted<'_> {
     let mut wanted = Wanted::default();
     let mut seen = HashSet::new();
     let mut links: HashMap<&str, usize> = HashMap::new();
     for object in objects {
         if seen.insert(object.id.as_str()) {
-            wanted.objects.push(object.id.clone());
+            wanted.objects.push(object.id.as_str());
         }
         match (object.removed, &object.members) {
-            (Some(Removal::Permanent), _) => wanted.purged.push(object.id.clone()),
+            (Some(Removal::Permanent), _) => wanted.purged.push(object.id.as_str()),
             (Some(Removal::Soft), _) | (None, None) => {}
             (None, Some(members)) => {
                 let at = *links.entry(object.id.as_str()).or_insert_with(|| {
-                    wanted.links.push((object.id.clone(), Vec::new()));
+                    wanted.links.push((object.id.as_str(), Vec::new()));
                     wanted.links.len() - 1
                 });
                 for member in members {
-                    wanted.links[at].1.push(member.id.clone());
+                    wanted.links[at].1.push(member.id.as_str());
                     if member.kind == UNTYPED {
-                        wanted.untyped.push(member.id.clone());
+                        wanted.untyped.push(member.id.as_str());
                     }
                 }
             }
@@ -54,14 +54,20 @@ pub fn page(
     lookup: Lookup,
     generation: i64,
 ) -> Vec<Change> {
+    let stored = lookup.links;
     let mut planner = Planner {
         kind,
         generation,
         objects: lookup.objects,
-        links: lookup
-            .links
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
+        links: stored
+            .iter()
+            .map(|((group, member), link)| {
+                let link = Link {
+                    member_type: link.member_type.as_str(),
+                    seen_generation: link.seen_generation,
+                };
+                ((group.as_str(), member.as_str()), Some(link))
+            })
             .collect(),
         users: lookup.users,
         groups: lookup.groups,
@@ -192,14 +198,16 @@ fn by_kind(c: &mut Counts, kind: Kind) -> (&mut u64, &mut u64, &mut u64, &mut u6
     }
 }
 
-struct Planner {
+struct Planner<'p> {
     kind: Kind,
     generation: i64,
     /// Stored objects, as the changes planned so far leave them.
     objects: HashMap<String, Known>,
-    /// Memberships the page names: `Some` while they exist, `None` once planned away.
-    /// A pair that is not here does not exist (the lookup read every pair the page names).
-    links: HashMap<(String, String), Option<KnownLink>>,
+    /// Memberships the page names, keyed by ids borrowed from the page and the lookup (a
+    /// first import plans a million of them): `Some` while they exist, `None` once planned
+    /// away. A pair that is not here does not exist (the lookup read every pair the page
+    /// names).
+    links: HashMap<(&'p str, &'p str), Option<Link<'p>>>,
     users: HashSet<String>,
     groups: HashSet<String>,
     /// Objects deleted permanently on this page, whose memberships go at its end.
@@ -207,8 +215,15 @@ struct Planner {
     changes: Vec<Change>,
 }
 
-impl Planner {
-    fn object(&mut self, object: &DirectoryObject) {
+/// A membership as the planner tracks it ([`KnownLink`](crate::store::KnownLink), borrowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Link<'p> {
+    member_type: &'p str,
+    seen_generation: i64,
+}
+
+impl<'p> Planner<'p> {
+    fn object(&mut self, object: &'p DirectoryObject) {
         match object.removed {
             Some(removal) => self.remove(&object.id, removal),
             None => {
@@ -281,56 +296,62 @@ impl Planner {
         }
     }
 
-    fn membership(&mut self, group: &str, member: &MemberChange) {
-        let key = (group.to_owned(), member.id.clone());
-        let existing = self.links.get(&key).cloned().flatten();
+    fn membership(&mut self, group: &'p str, member: &'p MemberChange) {
+        let key = (group, member.id.as_str());
+        let existing = self.links.get(&key).copied().flatten();
         if member.removed {
             if let Some(link) = existing {
                 self.changes.push(Change::RemoveMember {
-                    group: key.0.clone(),
-                    member: key.1.clone(),
-                    member_type: link.member_type,
+                    group: group.to_owned(),
+                    member: member.id.clone(),
+                    member_type: link.member_type.to_owned(),
                     reason: Reason::Removed,
                 });
                 self.links.insert(key, None);
             }
             return;
         }
-        let member_type = self.member_type(member);
-        let link = KnownLink {
-            member_type: member_type.clone(),
+        let link = Link {
+            member_type: self.member_type(member),
             seen_generation: self.generation,
         };
-        match existing {
-            None => self.changes.push(Change::AddMember {
-                group: key.0.clone(),
-                member: key.1.clone(),
-                member_type,
-            }),
+        let (group, member, member_type) = match existing {
             Some(old) if old == link => return,
-            Some(_) => self.changes.push(Change::SeenMember {
-                group: key.0.clone(),
-                member: key.1.clone(),
+            _ => (
+                group.to_owned(),
+                member.id.clone(),
+                link.member_type.to_owned(),
+            ),
+        };
+        self.changes.push(match existing {
+            None => Change::AddMember {
+                group,
+                member,
                 member_type,
-            }),
-        }
+            },
+            Some(_) => Change::SeenMember {
+                group,
+                member,
+                member_type,
+            },
+        });
         self.links.insert(key, Some(link));
     }
 
     /// The member's type from its `@odata.type`; without one (not seen from Graph, but
     /// cheap to survive), from what the database knows of the id.
-    fn member_type(&self, member: &MemberChange) -> String {
+    fn member_type(&self, member: &'p MemberChange) -> &'p str {
         if member.kind != UNTYPED {
-            return member.kind.clone();
+            return &member.kind;
         }
         if self.users.contains(&member.id) {
-            Kind::User.entity().to_owned()
+            Kind::User.entity()
         } else if self.groups.contains(&member.id)
             || (self.kind == Kind::Group && self.objects.contains_key(&member.id))
         {
-            Kind::Group.entity().to_owned()
+            Kind::Group.entity()
         } else {
-            member.kind.clone()
+            &member.kind
         }
     }
 
@@ -341,37 +362,36 @@ impl Planner {
             return;
         }
         let purged: HashSet<&str> = self.purged.iter().map(String::as_str).collect();
-        let involved = |(group, member): &(String, String)| {
-            purged.contains(group.as_str()) || purged.contains(member.as_str())
-        };
+        let involved =
+            |group: &str, member: &str| purged.contains(group) || purged.contains(member);
         let mut gone: Vec<(String, String, String)> = Vec::new();
         let mut taken = HashSet::new();
         for (group, member, member_type) in stored {
-            let key = (group, member);
-            if !involved(&key) || matches!(self.links.get(&key), Some(None)) {
+            let planned = self.links.get(&(group.as_str(), member.as_str()));
+            if !involved(&group, &member) || matches!(planned, Some(None)) {
                 continue;
             }
-            let member_type = match self.links.get(&key) {
-                Some(Some(link)) => link.member_type.clone(),
+            let member_type = match planned {
+                Some(Some(link)) => link.member_type.to_owned(),
                 _ => member_type,
             };
-            if taken.insert(key.clone()) {
-                gone.push((key.0, key.1, member_type));
+            if taken.insert((group.clone(), member.clone())) {
+                gone.push((group, member, member_type));
             }
         }
         let mut added: Vec<(String, String, String)> = self
             .links
             .iter()
-            .filter_map(|(key, link)| {
+            .filter_map(|(&(group, member), link)| {
                 let link = link.as_ref()?;
-                (involved(key) && !taken.contains(key))
-                    .then(|| (key.0.clone(), key.1.clone(), link.member_type.clone()))
+                let key = (group.to_owned(), member.to_owned());
+                (involved(group, member) && !taken.contains(&key))
+                    .then(|| (key.0, key.1, link.member_type.to_owned()))
             })
             .collect();
         added.sort();
         gone.extend(added);
         for (group, member, member_type) in gone {
-            self.links.insert((group.clone(), member.clone()), None);
             self.changes.push(Change::RemoveMember {
                 group,
                 member,

@@ -1,6 +1,7 @@
 //! The planner's rules, table by table: no database, no server.
 
 use super::*;
+use crate::store::KnownLink;
 
 fn map(value: Value) -> Map<String, Value> {
     match value {
@@ -90,18 +91,18 @@ impl Db {
             let purged = wanted
                 .purged
                 .iter()
-                .any(|p| lookup.objects.contains_key(p) && (p == group || p == member));
+                .any(|p| lookup.objects.contains_key(*p) && (p == group || p == member));
             if purged {
                 let row = ((*group).into(), (*member).into(), (*member_type).into());
                 lookup.purged_links.push(row);
             }
         }
         for id in &wanted.untyped {
-            if self.users.contains(&id.as_str()) {
-                lookup.users.insert(id.clone());
+            if self.users.contains(id) {
+                lookup.users.insert((*id).to_owned());
             }
-            if self.groups.contains(&id.as_str()) {
-                lookup.groups.insert(id.clone());
+            if self.groups.contains(id) {
+                lookup.groups.insert((*id).to_owned());
             }
         }
         lookup
@@ -593,10 +594,7 @@ fn wanted_reads_what_the_page_names() {
     let w = wanted(&page);
     assert_eq!(w.objects, ["u1", "u2", "u3", "g1"]);
     assert_eq!(w.purged, ["u2"]);
-    assert_eq!(
-        w.links,
-        [("g1".to_owned(), vec!["u1".into(), "u4".into(), "u5".into()])]
-    );
+    assert_eq!(w.links, [("g1", vec!["u1", "u4", "u5"])]);
     assert_eq!(w.untyped, ["u4"]);
 }
 
