@@ -70,6 +70,19 @@ pub enum Change {
     },
 }
 
+/// How applied changes are stamped and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    /// The `sync_runs` row audit events belong to.
+    pub run: i64,
+    /// The full-round generation objects and memberships are stamped as seen in.
+    pub generation: i64,
+    pub now: &'a str,
+    /// A baseline round (the first import): memberships are not audited per link, but per
+    /// group when the round completes ([`Tx::audit_baseline`]).
+    pub baseline: bool,
+}
+
 /// A stored user or group as the planner sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Known {
@@ -276,15 +289,38 @@ impl Tx<'_> {
     }
 
     /// Applies `changes` in order, with an audit event for each audited one, stamping
-    /// objects and memberships with `generation`.
-    pub fn apply(&self, changes: &[Change], run: i64, generation: i64, now: &str) -> Result<()> {
+    /// objects and memberships with the stamp's generation.
+    pub fn apply(&self, changes: &[Change], stamp: &Stamp<'_>) -> Result<()> {
         for change in changes {
-            self.apply_one(change, run, generation, now)?;
+            self.apply_one(change, stamp)?;
         }
         Ok(())
     }
 
-    fn apply_one(&self, change: &Change, run: i64, generation: i64, now: &str) -> Result<()> {
+    /// One `membership`/`added` event per group with members, `{"group": id, "members": N,
+    /// "baseline": true}`: what a baseline round imported, written when it completes.
+    pub fn audit_baseline(&self, run: i64, now: &str) -> Result<u64> {
+        let inserted = self
+            .tx
+            .execute(
+                "INSERT INTO audit_events (run_id, at, entity, entity_id, action, detail)
+                 SELECT ?1, ?2, 'membership', group_id, 'added',
+                        json_object('group', group_id, 'members', count(*),
+                                    'baseline', json('true'))
+                 FROM group_members_all GROUP BY group_id ORDER BY group_id",
+                params![run, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(inserted as u64)
+    }
+
+    fn apply_one(&self, change: &Change, stamp: &Stamp<'_>) -> Result<()> {
+        let Stamp {
+            run,
+            generation,
+            now,
+            baseline,
+        } = *stamp;
         match change {
             Change::Create {
                 kind,
@@ -335,6 +371,9 @@ impl Tx<'_> {
                 member_type,
             } => {
                 self.add_member(group, member, member_type, generation, now)?;
+                if baseline {
+                    return Ok(()); // counted per group when the round completes
+                }
                 let detail = link_detail(group, member_type);
                 self.audit_text(run, now, "membership", member, "added", &detail)
             }
@@ -350,6 +389,10 @@ impl Tx<'_> {
                 ..
             } => {
                 self.remove_member(group, member)?;
+                if baseline {
+                    // Only what this round added can go: the baseline counts what stays.
+                    return Ok(());
+                }
                 let detail = link_detail(group, member_type);
                 self.audit_text(run, now, "membership", member, "removed", &detail)
             }

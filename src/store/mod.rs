@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::graph::{Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,9 @@ pub struct SyncState {
     /// Whether the round being resumed is a full one (its end reconciles).
     pub resume_full: bool,
     pub generation: i64,
+    /// The resource's first full round into an empty table is under way: its memberships
+    /// are audited as one row per group when it completes, not one per link.
+    pub baseline: bool,
 }
 
 /// The database handle. One writer at a time: the daemon (or `sync`) holds it.
@@ -403,7 +407,7 @@ mod snapshot;
 mod status;
 mod team;
 mod tx;
-pub use changes::{Change, Known, KnownLink, Lookup, Reason, Unseen, Wanted};
+pub use changes::{Change, Known, KnownLink, Lookup, Reason, Stamp, Unseen, Wanted};
 pub use explain::{AuditRow, UserRow};
 pub use health::{Checkpoint, create_state_directory, mebibytes, wal_bytes};
 pub use history::{TEAM_AT_SQL, TEAM_CHANGES_SQL, TeamChange, TeamMember};
@@ -415,7 +419,7 @@ pub use tx::Tx;
 
 fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<SyncState> {
     conn.query_row(
-        "SELECT delta_link, delta_link_at, query, resume_link, resume_full, generation
+        "SELECT delta_link, delta_link_at, query, resume_link, resume_full, generation, baseline
          FROM sync_state WHERE resource = ?1",
         [resource.name()],
         |r| {
@@ -426,6 +430,7 @@ fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<Sy
                 resume_link: r.get(3)?,
                 resume_full: r.get(4)?,
                 generation: r.get(5)?,
+                baseline: r.get(6)?,
             })
         },
     )
@@ -574,6 +579,16 @@ mod tests {
         );
     }
 
+    /// Applied as any round but a baseline: audited per row.
+    fn per_row(run: i64, generation: i64, now: &str) -> Stamp<'_> {
+        Stamp {
+            run,
+            generation,
+            now,
+            baseline: false,
+        }
+    }
+
     fn link(group: &str, member: &str) -> Change {
         Change::AddMember {
             group: group.into(),
@@ -606,9 +621,9 @@ mod tests {
                 was_live: true,
             },
         ];
-        tx.apply(&changes[..1], run, 1, "2026-01-01T00:00:00Z")
+        tx.apply(&changes[..1], &per_row(run, 1, "2026-01-01T00:00:00Z"))
             .unwrap();
-        tx.apply(&changes[1..], run, 1, "2026-01-02T00:00:00Z")
+        tx.apply(&changes[1..], &per_row(run, 1, "2026-01-02T00:00:00Z"))
             .unwrap();
         let wanted = Wanted {
             objects: vec!["u1", "u2"],
@@ -650,7 +665,7 @@ mod tests {
         let run = store.begin_run("full", "t").unwrap();
         {
             let tx = store.transaction().unwrap();
-            tx.apply(&[link("g", "u")], run, 1, "t").unwrap();
+            tx.apply(&[link("g", "u")], &per_row(run, 1, "t")).unwrap();
         }
         let n: i64 = store
             .conn
@@ -666,9 +681,7 @@ mod tests {
         let tx = store.transaction().unwrap();
         tx.apply(
             &[link("g", "u1"), link("g", "u2"), link("h", "u1")],
-            run,
-            1,
-            "t",
+            &per_row(run, 1, "t"),
         )
         .unwrap();
         let stamp = Change::SeenMember {
@@ -681,7 +694,7 @@ mod tests {
             id: id.into(),
             attributes: Map::new(),
         };
-        tx.apply(&[group("g"), group("h"), stamp], run, 2, "t")
+        tx.apply(&[group("g"), group("h"), stamp], &per_row(run, 2, "t"))
             .unwrap();
         let wanted = Wanted {
             objects: vec!["g"],
@@ -705,7 +718,7 @@ mod tests {
         assert!(found.purged_links.is_empty());
         // Nor are the memberships of a group the store does not hold (a first import's),
         // whatever rows name it.
-        tx.apply(&[link("x", "u1")], run, 2, "t").unwrap();
+        tx.apply(&[link("x", "u1")], &per_row(run, 2, "t")).unwrap();
         let new_group = Wanted {
             objects: vec!["x"],
             links: vec![("x", vec!["u1"])],
@@ -726,10 +739,76 @@ mod tests {
     }
 
     #[test]
+    fn a_baseline_audits_memberships_per_group_and_later_rounds_per_row() {
+        let (_dir, mut store) = temp_store();
+        let run = store.begin_run("full", "t").unwrap();
+        let tx = store.transaction().unwrap();
+        let state = tx.start_full_round(Resource::Groups, "q", "t").unwrap();
+        assert!(state.baseline, "an empty groups table starts a baseline");
+        let baseline = Stamp {
+            baseline: true,
+            ..per_row(run, state.generation, "t")
+        };
+        let group = |id: &str| Change::Create {
+            kind: Kind::Group,
+            id: id.into(),
+            attributes: Map::new(),
+        };
+        let gone = Change::RemoveMember {
+            group: "g".into(),
+            member: "u3".into(),
+            member_type: "user".into(),
+            reason: Reason::Removed,
+        };
+        let changes = [
+            group("g"),
+            group("h"),
+            link("g", "u1"),
+            link("g", "u2"),
+            link("g", "u3"),
+            gone,
+            link("h", "u1"),
+        ];
+        tx.apply(&changes, &baseline).unwrap();
+        assert_eq!(tx.audit_baseline(run, "t").unwrap(), 2);
+        tx.set_delta_link(Resource::Groups, "delta", "q", "t")
+            .unwrap();
+        assert!(!tx.sync_state(Resource::Groups).unwrap().baseline);
+        // A later full round (a lost delta state) is no baseline: the table holds groups.
+        let state = tx.start_full_round(Resource::Groups, "q", "t").unwrap();
+        assert!(!state.baseline);
+        tx.apply(&[link("h", "u2")], &per_row(run, state.generation, "t"))
+            .unwrap();
+        tx.commit().unwrap();
+        let audited: Vec<String> = store
+            .conn
+            .prepare(
+                "SELECT entity || ' ' || entity_id || ' ' || action || ' ' || coalesce(detail, '')
+                 FROM audit_events ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            audited,
+            [
+                "group g created ",
+                "group h created ",
+                r#"membership g added {"group":"g","members":2,"baseline":true}"#,
+                r#"membership h added {"group":"h","members":1,"baseline":true}"#,
+                r#"membership u2 added {"group":"h","type":"user"}"#,
+            ]
+        );
+    }
+
+    #[test]
     fn full_round_state_moves_generation_and_clears_links() {
         let (_dir, store) = temp_store();
         let tx = store.transaction().unwrap();
-        assert_eq!(tx.start_full_round(Resource::Users, "q", "t").unwrap(), 1);
+        let first = tx.start_full_round(Resource::Users, "q", "t").unwrap();
+        assert_eq!((first.generation, first.baseline), (1, true));
         tx.set_resume_link(Resource::Users, "next", true, "t")
             .unwrap();
         tx.set_delta_link(Resource::Users, "delta", "q", "t2")
@@ -737,7 +816,9 @@ mod tests {
         let state = tx.sync_state(Resource::Users).unwrap();
         assert_eq!(state.delta_link.as_deref(), Some("delta"));
         assert_eq!(state.resume_link, None);
-        assert_eq!(tx.start_full_round(Resource::Users, "q", "t").unwrap(), 2);
+        // Still no user stored: a first import that did not finish goes on as a baseline.
+        let again = tx.start_full_round(Resource::Users, "q", "t").unwrap();
+        assert_eq!((again.generation, again.baseline), (2, true));
         assert_eq!(tx.sync_state(Resource::Users).unwrap().delta_link, None);
         tx.commit().unwrap();
     }

@@ -163,19 +163,30 @@ impl Tx<'_> {
         read_sync_state(&self.tx, resource).map_err(|e| self.err(e))
     }
 
-    /// Starts a full round: forgets both links and moves to a new generation, returned.
-    pub fn start_full_round(&self, resource: Resource, query: &str, now: &str) -> Result<i64> {
+    /// Starts a full round: forgets both links and moves to a new generation. Returns the
+    /// state it leaves: that generation, and whether the round is a baseline.
+    pub fn start_full_round(
+        &self,
+        resource: Resource,
+        query: &str,
+        now: &str,
+    ) -> Result<SyncState> {
+        // A baseline starts with the first round into an empty table, and lasts until a
+        // round of the resource completes: a first import restarted (410) or resumed after
+        // a crash stays one, though its table is no longer empty.
+        let sql = format!(
+            "INSERT INTO sync_state (resource, query, generation, resume_full, updated_at, baseline)
+             VALUES (?1, ?2, 1, 1, ?3, NOT EXISTS (SELECT 1 FROM {table}))
+             ON CONFLICT (resource) DO UPDATE SET delta_link = NULL, delta_link_at = NULL,
+                resume_link = NULL, resume_full = 1, query = ?2,
+                generation = generation + 1, updated_at = ?3,
+                baseline = baseline OR NOT EXISTS (SELECT 1 FROM {table})",
+            table = Kind::of(resource).table()
+        );
         self.tx
-            .execute(
-                "INSERT INTO sync_state (resource, query, generation, resume_full, updated_at)
-                 VALUES (?1, ?2, 1, 1, ?3)
-                 ON CONFLICT (resource) DO UPDATE SET delta_link = NULL, delta_link_at = NULL,
-                    resume_link = NULL, resume_full = 1, query = ?2,
-                    generation = generation + 1, updated_at = ?3",
-                params![resource.name(), query, now],
-            )
+            .execute(&sql, params![resource.name(), query, now])
             .map_err(|e| self.err(e))?;
-        Ok(self.sync_state(resource)?.generation)
+        self.sync_state(resource)
     }
 
     /// Records where to resume after a committed page.
@@ -210,7 +221,8 @@ impl Tx<'_> {
                     resume_full, generation, updated_at)
                  VALUES (?1, ?2, ?4, ?3, NULL, 0, 0, ?4)
                  ON CONFLICT (resource) DO UPDATE SET delta_link = ?2, delta_link_at = ?4,
-                    query = ?3, resume_link = NULL, resume_full = 0, updated_at = ?4",
+                    query = ?3, resume_link = NULL, resume_full = 0, updated_at = ?4,
+                    baseline = 0",
                 params![resource.name(), link, query, now],
             )
             .map_err(|e| self.err(e))?;

@@ -124,6 +124,15 @@ fn as_line(event: &Event) -> String {
                 line.push_str(&format!(": {}", reason.as_str().unwrap_or_default()));
             }
         }
+        ("membership", _) if detail.and_then(|d| d.get("baseline")).is_some() => {
+            let members = detail
+                .and_then(|d| d.get("members"))
+                .and_then(Value::as_u64);
+            line.push_str(&format!(
+                " ({} members, the first import's baseline)",
+                members.unwrap_or_default()
+            ));
+        }
         ("membership", _) => {
             let group = detail.and_then(|d| d.get("group")).and_then(Value::as_str);
             let kind = detail.and_then(|d| d.get("type")).and_then(Value::as_str);

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::graph::{Graph, GraphError, Next, Page, Resource};
 use crate::guard::{Guard, Target};
 use crate::shutdown::Shutdown;
-use crate::store::{self, Change, Counts, Kind, RunEnd, Store, StoreError, Tx};
+use crate::store::{self, Change, Counts, Kind, RunEnd, Stamp, Store, StoreError, Tx};
 use crate::systemd::Heartbeat;
 use crate::team;
 
@@ -557,15 +557,20 @@ impl Pass {
         let tx = &batch.tx;
         let now = store::now();
         let kind = round.kind();
-        let generation = if round.fresh {
-            tx.start_full_round(round.resource, &round.query, &now)?
-        } else {
-            round.generation
+        if round.fresh {
+            let state = tx.start_full_round(round.resource, &round.query, &now)?;
+            (round.generation, round.baseline) = (state.generation, state.baseline);
+        }
+        let stamp = Stamp {
+            run: self.run_id,
+            generation: round.generation,
+            now: &now,
+            baseline: round.baseline,
         };
         let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
-        let planned = plan::page(kind, &page.objects, lookup, generation);
+        let planned = plan::page(kind, &page.objects, lookup, round.generation);
         let changes = self.judge(round, planned, false);
-        tx.apply(&changes, self.run_id, generation, &now)?;
+        tx.apply(&changes, &stamp)?;
         let inputs_before = batch.counts.team_inputs();
         plan::tally(&changes, &mut batch.counts);
         match &page.next {
@@ -576,7 +581,7 @@ impl Pass {
                 if round.full && !round.held {
                     // Reconciliation reads what the round left unseen, so it follows the
                     // page's own changes.
-                    let planned = plan::reconcile(kind, tx.unseen(kind, generation)?);
+                    let planned = plan::reconcile(kind, tx.unseen(kind, round.generation)?);
                     if !planned.is_empty() {
                         log::info!(
                             "sync: reconciliation: {} {} changes for what the full round did \
@@ -586,7 +591,7 @@ impl Pass {
                         );
                     }
                     let changes = self.judge(round, planned, true);
-                    tx.apply(&changes, self.run_id, generation, &now)?;
+                    tx.apply(&changes, &stamp)?;
                     plan::tally(&changes, &mut batch.counts);
                 }
                 if round.held {
@@ -596,6 +601,13 @@ impl Pass {
                         round.resource
                     );
                 } else {
+                    if round.baseline && kind == Kind::Group {
+                        let groups = tx.audit_baseline(self.run_id, &now)?;
+                        log::info!(
+                            "sync: first import: the members of {groups} groups audited as a \
+                             baseline (one event per group)"
+                        );
+                    }
                     tx.set_delta_link(round.resource, link, &round.query, &now)?;
                     log::info!(
                         "sync: {} round complete{}",
@@ -612,7 +624,6 @@ impl Pass {
         batch.counts.pages += 1;
         // The round's state follows the transaction; if it fails to commit, the pass fails.
         round.fresh = false;
-        round.generation = generation;
         Ok(())
     }
 }
@@ -679,6 +690,7 @@ mod tests {
                 generation: 0,
                 query: "q".into(),
                 held: false,
+                baseline: false,
             })
             .collect()
     }

@@ -17,6 +17,8 @@ pub(super) struct Round {
     /// The deletion guard held some of this round's deletions: its link stays where it
     /// was, so they come again in the next pass.
     pub held: bool,
+    /// The resource's first import: memberships are audited per group at its end.
+    pub baseline: bool,
 }
 
 impl Round {
@@ -42,6 +44,7 @@ impl Round {
             generation: state.generation,
             query: query.clone(),
             held: false,
+            baseline: false,
         };
         if restart {
             // Stuck on a page that cannot be used: start over, whatever the links say.
@@ -63,6 +66,7 @@ impl Round {
             round.url = resume;
             round.full = state.resume_full;
             round.fresh = false;
+            round.baseline = state.baseline;
         } else if full {
             return Ok(round);
         } else if let Some(delta) = state.delta_link {

@@ -171,3 +171,21 @@ fn a_dry_run_prints_at_most_a_hundred_lines_per_kind() {
     // Nothing was written: the database still has the four users.
     assert_eq!(env.count("SELECT count(*) FROM users"), 4);
 }
+
+#[test]
+fn a_dry_run_of_a_first_import_shows_its_baseline() {
+    let env = TestEnv::new();
+    tenant(&env);
+    let out = env.run(&["sync", "--dry-run"]);
+    assert_success(&out);
+    let printed = stdout(&out);
+    let baseline = format!(
+        "membership added {} \"Engineering\" (3 members, the first import's baseline)",
+        g(1)
+    );
+    assert!(printed.lines().any(|l| l == baseline), "{printed}");
+    assert!(
+        !printed.contains("(user) group"),
+        "no line per link: {printed}"
+    );
+}

@@ -250,11 +250,15 @@ fn membership_changes_split_lists_and_repeats() {
         1
     );
     assert_eq!(env.team().len(), 30);
+    // A first import is a baseline: one event for the group's 32 members, none per link.
     assert_eq!(
-        env.count(
-            "SELECT count(*) FROM audit_events WHERE entity = 'membership' AND action = 'added'"
+        env.strings(
+            "SELECT entity_id || ' ' || detail FROM audit_events WHERE entity = 'membership'"
         ),
-        32
+        vec![format!(
+            r#"{g} {{"group":"{g}","members":32,"baseline":true}}"#,
+            g = g(1)
+        )]
     );
     assert!(
         env.graph_requests(Resource::Groups).len() >= 5,
@@ -268,6 +272,18 @@ fn membership_changes_split_lists_and_repeats() {
         t.add_member(&g(1), &u(35), MemberKind::User);
     }
     env.sync();
+    // After the baseline, every change is audited per link.
+    assert_eq!(
+        env.strings(
+            "SELECT action || ' ' || entity_id FROM audit_events
+             WHERE entity = 'membership' AND detail NOT LIKE '%baseline%' ORDER BY entity_id"
+        ),
+        vec![
+            format!("removed {}", u(1)),
+            format!("removed {}", u(2)),
+            format!("added {}", u(35))
+        ]
+    );
     let team = env.team();
     assert_eq!(team.len(), 29);
     assert!(!team.contains(&u(1)) && !team.contains(&u(2)) && team.contains(&u(35)));
@@ -445,4 +461,40 @@ fn a_page_stuck_unusable_for_three_passes_restarts_its_round() {
     // Recovered: the next pass is incremental again, with nothing left stuck.
     let out = env.sync();
     assert!(stdout(&out).contains("(incremental)"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_full_pass_after_a_lost_delta_state_audits_each_change() {
+    let env = TestEnv::new();
+    {
+        let mut t = env.sim.tenant();
+        for n in 1..=3 {
+            t.add_user(&u(n), user_props(&format!("User {n}")));
+        }
+        t.add_group(&g(1), security_group("Engineering"));
+        t.add_member(&g(1), &u(1), MemberKind::User);
+        t.add_member(&g(1), &u(2), MemberKind::User);
+    }
+    env.sync();
+    {
+        let mut t = env.sim.tenant();
+        t.remove_member(&g(1), &u(1));
+        t.add_member(&g(1), &u(3), MemberKind::User);
+    }
+    env.sim.expire_delta_tokens();
+    env.sync(); // 410: a full round with reconciliation, into a database that holds data
+    assert_eq!(
+        env.strings(
+            "SELECT action || ' ' || entity_id || ' ' || detail FROM audit_events
+             WHERE entity = 'membership' ORDER BY id"
+        ),
+        vec![
+            format!(
+                r#"added {g} {{"group":"{g}","members":2,"baseline":true}}"#,
+                g = g(1)
+            ),
+            format!(r#"added {} {{"group":"{}","type":"user"}}"#, u(3), g(1)),
+            format!(r#"removed {} {{"group":"{}","type":"user"}}"#, u(1), g(1)),
+        ]
+    );
 }
