@@ -594,7 +594,7 @@ fn db_stats(db: &Path) -> DbStats {
         objects,
         users: count("SELECT count(*) FROM users"),
         groups: count("SELECT count(*) FROM groups"),
-        links: count("SELECT count(*) FROM group_members_all"),
+        links: count("SELECT count(*) FROM memberships"),
         audit: count("SELECT count(*) FROM audit_events"),
         team: count("SELECT count(*) FROM team_members"),
     }
@@ -1217,11 +1217,16 @@ fn report(
             db.team
         );
         let users = db.bytes_of(&["users"]);
-        let links = db.bytes_of(&["group_members_all", "group_members_nested"]);
+        let links = db.bytes_of(&[
+            "memberships",
+            "memberships_nested",
+            "object_keys",
+            "sqlite_autoindex_object_keys_1",
+        ]);
         let audit = db.bytes_of(&["audit_events"]);
         println!(
             "    whole file: {:.0} bytes per user, {:.0} bytes per link; users table {:.0} bytes per user; \
-             group_members_all table + index {:.0} bytes per link; audit_events {:.0} bytes per event",
+             memberships with their keys and index {:.0} bytes per link; audit_events {:.0} bytes per event",
             db.total() as f64 / db.users.max(1) as f64,
             db.total() as f64 / db.links.max(1) as f64,
             users as f64 / db.users.max(1) as f64,

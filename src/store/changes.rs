@@ -4,7 +4,7 @@
 
 // foldhash, not SipHash: these maps are keyed by ids Graph sends, hashed once or twice
 // per membership of a first import; nothing here needs DoS-resistant hashing.
-use foldhash::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::*;
 
@@ -186,23 +186,42 @@ impl Tx<'_> {
             .iter()
             .filter(|(group, _)| kind != Kind::Group || found.objects.contains_key(*group));
         for (group, members) in stored_groups {
+            // An id without a key is in no membership.
+            let Some(group_key) = self.key(group)? else {
+                continue;
+            };
+            let mut named: HashMap<i64, &str> = HashMap::new();
+            for member in members {
+                if let Some(key) = self.key(member)? {
+                    named.insert(key, member);
+                }
+            }
+            if named.is_empty() {
+                continue;
+            }
+            let keys: Vec<i64> = named.keys().copied().collect();
             let mut statement = self
                 .tx
                 .prepare_cached(
-                    "SELECT member_id, member_type, seen_generation FROM group_members_all
-                     WHERE group_id = ?1 AND member_id IN (SELECT value FROM json_each(?2))",
+                    "SELECT member_key, member_type, seen_generation FROM memberships
+                     WHERE group_key = ?1 AND member_key IN (SELECT value FROM json_each(?2))",
                 )
                 .map_err(|e| self.err(e))?;
+            let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
             let mut rows = statement
-                .query(params![group, json_list(members)])
+                .query(params![group_key, list])
                 .map_err(|e| self.err(e))?;
             while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-                let member: String = row.get(0).map_err(|e| self.err(e))?;
+                let key: i64 = row.get(0).map_err(|e| self.err(e))?;
                 let link = KnownLink {
                     member_type: row.get(1).map_err(|e| self.err(e))?,
                     seen_generation: row.get(2).map_err(|e| self.err(e))?,
                 };
-                found.links.insert(((*group).to_owned(), member), link);
+                if let Some(member) = named.get(&key) {
+                    found
+                        .links
+                        .insert(((*group).to_owned(), (*member).to_owned()), link);
+                }
             }
         }
         // Only what the store holds can have memberships: a removal of an id never seen
@@ -218,9 +237,13 @@ impl Tx<'_> {
             let mut statement = self
                 .tx
                 .prepare_cached(
-                    "SELECT group_id, member_id, member_type FROM group_members_all
-                     WHERE group_id IN (SELECT value FROM json_each(?1))
-                        OR member_id IN (SELECT value FROM json_each(?1))",
+                    "WITH purged(key) AS (
+                         SELECT key FROM object_keys WHERE id IN (SELECT value FROM json_each(?1))
+                     )
+                     SELECT g.id, m.id, l.member_type FROM memberships l
+                     JOIN object_keys g ON g.key = l.group_key
+                     JOIN object_keys m ON m.key = l.member_key
+                     WHERE l.group_key IN purged OR l.member_key IN purged",
                 )
                 .map_err(|e| self.err(e))?;
             found.purged_links = statement
@@ -271,11 +294,13 @@ impl Tx<'_> {
                 // does not list deleted objects, and a restore does not report their
                 // memberships again (3.8).
                 .prepare(
-                    "SELECT group_id, member_id, member_type FROM group_members_all
-                     WHERE seen_generation < ?1
-                       AND group_id NOT IN (SELECT id FROM groups WHERE deletion = 'soft'
+                    "SELECT g.id, m.id, l.member_type FROM memberships l
+                     JOIN object_keys g ON g.key = l.group_key
+                     JOIN object_keys m ON m.key = l.member_key
+                     WHERE l.seen_generation < ?1
+                       AND g.id NOT IN (SELECT id FROM groups WHERE deletion = 'soft'
                             OR (deleted_at IS NULL AND seen_generation < ?1))
-                       AND member_id NOT IN (SELECT id FROM users WHERE deletion = 'soft')",
+                       AND m.id NOT IN (SELECT id FROM users WHERE deletion = 'soft')",
                 )
                 .map_err(|e| self.err(e))?;
             statement
@@ -291,8 +316,10 @@ impl Tx<'_> {
     /// Applies `changes` in order, with an audit event for each audited one, stamping
     /// objects and memberships with the stamp's generation.
     pub fn apply(&self, changes: &[Change], stamp: &Stamp<'_>) -> Result<()> {
+        let keys = self.keys_of(changes)?;
+        let at = unix_seconds(stamp.now);
         for change in changes {
-            self.apply_one(change, stamp)?;
+            self.apply_one(change, stamp, &keys, at)?;
         }
         Ok(())
     }
@@ -304,17 +331,24 @@ impl Tx<'_> {
             .tx
             .execute(
                 "INSERT INTO audit_events (run_id, at, entity, entity_id, action, detail)
-                 SELECT ?1, ?2, 'membership', group_id, 'added',
-                        json_object('group', group_id, 'members', count(*),
-                                    'baseline', json('true'))
-                 FROM group_members_all GROUP BY group_id ORDER BY group_id",
+                 SELECT ?1, ?2, 'membership', g.id, 'added',
+                        json_object('group', g.id, 'members', c.members, 'baseline', json('true'))
+                 FROM (SELECT group_key, count(*) AS members FROM memberships GROUP BY group_key) c
+                 JOIN object_keys g ON g.key = c.group_key
+                 ORDER BY g.id",
                 params![run, now],
             )
             .map_err(|e| self.err(e))?;
         Ok(inserted as u64)
     }
 
-    fn apply_one(&self, change: &Change, stamp: &Stamp<'_>) -> Result<()> {
+    fn apply_one(
+        &self,
+        change: &Change,
+        stamp: &Stamp<'_>,
+        keys: &HashMap<&str, i64>,
+        at: i64,
+    ) -> Result<()> {
         let Stamp {
             run,
             generation,
@@ -370,7 +404,13 @@ impl Tx<'_> {
                 member,
                 member_type,
             } => {
-                self.add_member(group, member, member_type, generation, now)?;
+                self.add_member(
+                    keys[group.as_str()],
+                    keys[member.as_str()],
+                    member_type,
+                    generation,
+                    at,
+                )?;
                 if baseline {
                     return Ok(()); // counted per group when the round completes
                 }
@@ -381,7 +421,12 @@ impl Tx<'_> {
                 group,
                 member,
                 member_type,
-            } => self.stamp_member(group, member, member_type, generation),
+            } => self.stamp_member(
+                keys[group.as_str()],
+                keys[member.as_str()],
+                member_type,
+                generation,
+            ),
             Change::RemoveMember {
                 group,
                 member,
@@ -399,41 +444,41 @@ impl Tx<'_> {
         }
     }
 
-    /// Inserts a new direct membership.
-    pub fn add_member(
+    /// Inserts a new direct membership, by the keys of its group and member.
+    fn add_member(
         &self,
-        group: &str,
-        member: &str,
+        group: i64,
+        member: i64,
         member_type: &str,
         generation: i64,
-        now: &str,
+        at: i64,
     ) -> Result<()> {
         let mut statement = self
             .tx
             .prepare_cached(
-                "INSERT INTO group_members_all
-                    (group_id, member_id, member_type, added_at, seen_generation)
+                "INSERT INTO memberships
+                    (group_key, member_key, member_type, added_at, seen_generation)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .map_err(|e| self.err(e))?;
         statement
-            .execute(params![group, member, member_type, now, generation])
+            .execute(params![group, member, member_type, at, generation])
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     fn stamp_member(
         &self,
-        group: &str,
-        member: &str,
+        group: i64,
+        member: i64,
         member_type: &str,
         generation: i64,
     ) -> Result<()> {
         let mut statement = self
             .tx
             .prepare_cached(
-                "UPDATE group_members_all SET seen_generation = ?3, member_type = ?4
-                 WHERE group_id = ?1 AND member_id = ?2",
+                "UPDATE memberships SET seen_generation = ?3, member_type = ?4
+                 WHERE group_key = ?1 AND member_key = ?2",
             )
             .map_err(|e| self.err(e))?;
         statement
@@ -458,6 +503,13 @@ fn link_detail(group: &str, member_type: &str) -> String {
         member_type: &'a str,
     }
     serde_json::to_string(&Detail { group, member_type }).unwrap_or_default()
+}
+
+/// `now` (RFC 3339, as `store::now` writes it) as Unix seconds: memberships store their time
+/// as an integer. A time that does not parse (never written by entra-sync) counts as 0.
+fn unix_seconds(now: &str) -> i64 {
+    time::OffsetDateTime::parse(now, &time::format_description::well_known::Rfc3339)
+        .map_or(0, |at| at.unix_timestamp())
 }
 
 fn removal_of(deletion: &str) -> Removal {

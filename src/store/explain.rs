@@ -104,16 +104,18 @@ impl Store {
     }
 
     /// The live groups that are direct members of `group` (the partial index
-    /// `group_members_nested` makes this a lookup of a few rows, however many users the
+    /// `memberships_nested` makes this a lookup of a few rows, however many users the
     /// group holds).
     pub fn nested_groups(&self, group: &str) -> Result<Vec<GroupRef>> {
         let mut statement = self
             .conn
             .prepare_cached(
                 "SELECT g.id, coalesce(g.display_name, ''), 0
-                 FROM group_members_all m INDEXED BY group_members_nested
-                 JOIN groups g ON g.id = m.member_id AND g.deleted_at IS NULL
-                 WHERE m.group_id = ?1 AND m.member_type = 'group'
+                 FROM memberships l INDEXED BY memberships_nested
+                 JOIN object_keys m ON m.key = l.member_key
+                 JOIN groups g ON g.id = m.id AND g.deleted_at IS NULL
+                 WHERE l.group_key = (SELECT key FROM object_keys WHERE id = ?1)
+                   AND l.member_type = 'group'
                  ORDER BY g.display_name, g.id",
             )
             .map_err(|e| self.err(e))?;
@@ -135,7 +137,9 @@ impl Store {
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT 1 FROM group_members_all WHERE group_id = ?1 AND member_id = ?2",
+                "SELECT 1 FROM memberships
+                 WHERE group_key = (SELECT key FROM object_keys WHERE id = ?1)
+                   AND member_key = (SELECT key FROM object_keys WHERE id = ?2)",
             )
             .map_err(|e| self.err(e))?;
         let mut holding = Vec::new();

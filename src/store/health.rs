@@ -324,10 +324,20 @@ mod tests {
         {
             let mut store = Store::open(&db).unwrap();
             let tx = store.transaction().unwrap();
-            for n in 0..500 {
-                tx.add_member("g", &format!("member-{n:05}"), "user", 1, "t")
-                    .unwrap();
-            }
+            let links: Vec<Change> = (0..500)
+                .map(|n| Change::AddMember {
+                    group: "g".into(),
+                    member: format!("member-{n:05}"),
+                    member_type: "user".into(),
+                })
+                .collect();
+            let stamp = Stamp {
+                run: 0,
+                generation: 1,
+                now: "2026-01-01T00:00:00Z",
+                baseline: true,
+            };
+            tx.apply(&links, &stamp).unwrap();
             tx.commit().unwrap();
             store.checkpoint().unwrap();
             store.quick_check().unwrap();

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::graph::{Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +141,7 @@ pub struct SyncState {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    keys: std::cell::RefCell<keys::KeyCache>,
 }
 
 impl Store {
@@ -150,6 +152,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_owned(),
+            keys: Default::default(),
         };
         store.configure().map_err(|e| store.err(e))?;
         store.migrate()?;
@@ -170,6 +173,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            keys: Default::default(),
         })
     }
 
@@ -235,7 +239,12 @@ impl Store {
             rusqlite::TransactionBehavior::Immediate,
         )
         .map_err(|e| sqlite_error(&path, e))?;
-        Ok(Tx { tx, path })
+        Ok(Tx {
+            tx,
+            path,
+            keys: &self.keys,
+            fresh: Default::default(),
+        })
     }
 
     pub fn sync_state(&self, resource: Resource) -> Result<SyncState> {
@@ -402,6 +411,7 @@ mod changes;
 mod explain;
 mod health;
 mod history;
+mod keys;
 mod metrics;
 mod snapshot;
 mod status;
@@ -579,6 +589,9 @@ mod tests {
         );
     }
 
+    /// A time for the rows that store it as Unix seconds.
+    const T: &str = "2026-01-01T00:00:00Z";
+
     /// Applied as any round but a baseline: audited per row.
     fn per_row(run: i64, generation: i64, now: &str) -> Stamp<'_> {
         Stamp {
@@ -665,7 +678,7 @@ mod tests {
         let run = store.begin_run("full", "t").unwrap();
         {
             let tx = store.transaction().unwrap();
-            tx.apply(&[link("g", "u")], &per_row(run, 1, "t")).unwrap();
+            tx.apply(&[link("g", "u")], &per_row(run, 1, T)).unwrap();
         }
         let n: i64 = store
             .conn
@@ -681,7 +694,7 @@ mod tests {
         let tx = store.transaction().unwrap();
         tx.apply(
             &[link("g", "u1"), link("g", "u2"), link("h", "u1")],
-            &per_row(run, 1, "t"),
+            &per_row(run, 1, T),
         )
         .unwrap();
         let stamp = Change::SeenMember {
@@ -694,7 +707,7 @@ mod tests {
             id: id.into(),
             attributes: Map::new(),
         };
-        tx.apply(&[group("g"), group("h"), stamp], &per_row(run, 2, "t"))
+        tx.apply(&[group("g"), group("h"), stamp], &per_row(run, 2, T))
             .unwrap();
         let wanted = Wanted {
             objects: vec!["g"],
@@ -718,7 +731,7 @@ mod tests {
         assert!(found.purged_links.is_empty());
         // Nor are the memberships of a group the store does not hold (a first import's),
         // whatever rows name it.
-        tx.apply(&[link("x", "u1")], &per_row(run, 2, "t")).unwrap();
+        tx.apply(&[link("x", "u1")], &per_row(run, 2, T)).unwrap();
         let new_group = Wanted {
             objects: vec!["x"],
             links: vec![("x", vec!["u1"])],
@@ -747,7 +760,7 @@ mod tests {
         assert!(state.baseline, "an empty groups table starts a baseline");
         let baseline = Stamp {
             baseline: true,
-            ..per_row(run, state.generation, "t")
+            ..per_row(run, state.generation, T)
         };
         let group = |id: &str| Change::Create {
             kind: Kind::Group,
@@ -777,7 +790,7 @@ mod tests {
         // A later full round (a lost delta state) is no baseline: the table holds groups.
         let state = tx.start_full_round(Resource::Groups, "q", "t").unwrap();
         assert!(!state.baseline);
-        tx.apply(&[link("h", "u2")], &per_row(run, state.generation, "t"))
+        tx.apply(&[link("h", "u2")], &per_row(run, state.generation, T))
             .unwrap();
         tx.commit().unwrap();
         let audited: Vec<String> = store

@@ -119,7 +119,18 @@ mod tests {
         tx.tombstone(Kind::User, "u2", Removal::Soft, "t").unwrap();
         tx.put_object(Kind::Group, "g1", &attrs, true, 1, "t")
             .unwrap();
-        tx.add_member("g1", "u1", "user", 1, "t").unwrap();
+        let link = Change::AddMember {
+            group: "g1".into(),
+            member: "u1".into(),
+            member_type: "user".into(),
+        };
+        let stamp = Stamp {
+            run: 0,
+            generation: 1,
+            now: "2026-01-01T00:00:00Z",
+            baseline: true,
+        };
+        tx.apply(&[link], &stamp).unwrap();
         tx.commit().unwrap();
         let contents = store.contents("Team").unwrap();
         assert_eq!(

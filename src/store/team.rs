@@ -1,4 +1,4 @@
-//! Team queries: the mapped team is derived from `groups`, `group_members_all` (only the
+//! Team queries: the mapped team is derived from `groups`, `memberships` (only the
 //! rows of live groups are reached) and `users`, and
 //! the mapping's pins (`mapping_pins`).
 
@@ -95,18 +95,23 @@ impl Tx<'_> {
             .tx
             .execute(
                 "INSERT OR IGNORE INTO temp.team_wanted (user_id)
-                 WITH RECURSIVE reached(id) AS (
-                     SELECT g.id FROM json_each(?1) j JOIN groups g ON g.id = j.value
+                 WITH RECURSIVE reached(key) AS (
+                     SELECT k.key FROM json_each(?1) j
+                     JOIN groups g ON g.id = j.value
+                     JOIN object_keys k ON k.id = g.id
                      WHERE g.deleted_at IS NULL
                      UNION
-                     SELECT m.member_id FROM reached r
-                     JOIN group_members_all m ON m.group_id = r.id AND m.member_type = 'group'
-                     JOIN groups g ON g.id = m.member_id AND g.deleted_at IS NULL
+                     SELECT l.member_key FROM reached r
+                     JOIN memberships l INDEXED BY memberships_nested
+                         ON l.group_key = r.key AND l.member_type = 'group'
+                     JOIN object_keys k ON k.key = l.member_key
+                     JOIN groups g ON g.id = k.id AND g.deleted_at IS NULL
                      WHERE ?2
                  )
                  SELECT u.id FROM reached r
-                 CROSS JOIN group_members_all m ON m.group_id = r.id AND m.member_type = 'user'
-                 CROSS JOIN users u ON u.id = m.member_id
+                 CROSS JOIN memberships l ON l.group_key = r.key AND l.member_type = 'user'
+                 CROSS JOIN object_keys k ON k.key = l.member_key
+                 CROSS JOIN users u ON u.id = k.id
                  WHERE u.deleted_at IS NULL AND (?3 OR u.account_enabled IS NOT 0)",
                 params![ids, nested, include_disabled],
             )

@@ -6,12 +6,22 @@ use super::*;
 pub struct Tx<'a> {
     pub(super) tx: rusqlite::Transaction<'a>,
     pub(super) path: PathBuf,
+    /// The store's committed membership keys, and those this transaction gave out.
+    pub(super) keys: &'a std::cell::RefCell<keys::KeyCache>,
+    pub(super) fresh: keys::FreshKeys,
 }
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
-        let path = self.path;
-        self.tx.commit().map_err(|e| sqlite_error(&path, e))
+        let Tx {
+            tx,
+            path,
+            keys,
+            fresh,
+        } = self;
+        tx.commit().map_err(|e| sqlite_error(&path, e))?;
+        keys.borrow_mut().commit(fresh);
+        Ok(())
     }
 
     pub(super) fn err(&self, e: rusqlite::Error) -> StoreError {
@@ -103,7 +113,11 @@ impl Tx<'_> {
     pub fn remove_member(&self, group: &str, member: &str) -> Result<bool> {
         let mut statement = self
             .tx
-            .prepare_cached("DELETE FROM group_members_all WHERE group_id = ?1 AND member_id = ?2")
+            .prepare_cached(
+                "DELETE FROM memberships
+                 WHERE group_key = (SELECT key FROM object_keys WHERE id = ?1)
+                   AND member_key = (SELECT key FROM object_keys WHERE id = ?2)",
+            )
             .map_err(|e| self.err(e))?;
         Ok(statement
             .execute(params![group, member])
