@@ -7,6 +7,10 @@
 #[allow(dead_code)]
 mod sim;
 
+// The fast-initial-sync endpoints (lists, $batch, RU budget) are tested in their own file.
+#[path = "sim/selftest/fast_sync.rs"]
+mod fast_sync;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 

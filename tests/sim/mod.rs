@@ -6,22 +6,28 @@
 //!
 //! One `Sim` is an HTTP server on `127.0.0.1:<port>` that serves both the login host
 //! (`POST /{tenant}/oauth2/v2.0/token`) and the Graph host (`GET /v1.0/users/delta`,
-//! `GET /v1.0/groups/delta`). Several worker threads answer requests, so a users round and a
-//! groups round can be paged at the same time; injected latency is slept outside every lock.
+//! `GET /v1.0/groups/delta`, the plain lists `GET /v1.0/users`, `/v1.0/groups` and
+//! `/v1.0/groups/{id}/members`, and `POST /v1.0/$batch`; notes 3.11). Several worker threads
+//! answer requests, so many chains and listings can be paged at the same time; injected
+//! latency is slept outside every lock. An optional resource-unit budget (notes 5.2) throttles
+//! Graph requests with 429 once it is spent.
 //!
 //! Included with `#[path = "…/sim/mod.rs"] mod sim;` by the integration tests, the demo and
 //! the benchmark, so everything here refers to its siblings through `self`/`super` only.
 
 mod auth;
+mod batch;
 mod graph;
 mod http;
 mod identity;
+mod list;
 mod page;
+mod quota;
 mod schema;
 mod synthetic;
 mod tenant;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -49,12 +55,16 @@ pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 /// That application's client secret value.
 pub const CLIENT_SECRET: &str = "Xy9~sim~secret~value";
 
-/// Request-serving threads: enough for two paging chains, retries and token calls at once.
-const WORKERS: usize = 8;
+/// Request-serving threads: enough for 16 parallel client connections (the fast initial sync
+/// of notes 3.11 uses 16) plus two delta chains, retries and token calls at once. Each worker
+/// sleeps the injected latency itself, so this bounds how many requests are served at once.
+const WORKERS: usize = 24;
 /// How often idle workers look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Which endpoint a request went to (and which requests a fault applies to).
+/// Which endpoint a request went to (and which requests a fault applies to). Coarse: the
+/// endpoints added later (lists, members, `$batch`) are told apart by `Endpoint` only, because
+/// code including the simulator matches this enum exhaustively.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
     /// The token endpoint.
@@ -68,6 +78,111 @@ pub enum Resource {
     /// As a fault target: the next request of any endpoint. As a recorded resource: a request
     /// to an unknown path.
     Any,
+}
+
+/// Which endpoint a request went to, one variant per endpoint (`Recorded::endpoint`,
+/// `Counters::requests`, and a `push_fault` target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// The token endpoint.
+    Token,
+    /// The managed-identity endpoint.
+    ManagedIdentity,
+    /// `GET /v1.0/users/delta` (any spelling of the function).
+    UsersDelta,
+    /// `GET /v1.0/groups/delta`.
+    GroupsDelta,
+    /// `GET /v1.0/users` (plain list).
+    UserList,
+    /// `GET /v1.0/groups` (plain list).
+    GroupList,
+    /// `GET /v1.0/groups/{id}/members`.
+    Members,
+    /// `POST /v1.0/$batch` (the envelope; its items are recorded under their own endpoints).
+    Batch,
+    /// `GET /v1.0/applications(appId='…')`.
+    Application,
+    /// Any other path (answered 404).
+    Unknown,
+}
+
+impl Endpoint {
+    /// The coarse `Resource` of this endpoint (`Any` for the ones `Resource` has no variant for).
+    pub fn resource(self) -> Resource {
+        match self {
+            Endpoint::Token => Resource::Token,
+            Endpoint::ManagedIdentity => Resource::ManagedIdentity,
+            Endpoint::UsersDelta => Resource::Users,
+            Endpoint::GroupsDelta => Resource::Groups,
+            _ => Resource::Any,
+        }
+    }
+
+    /// Served on the Graph host (error bodies, common headers, RU accounting).
+    fn is_graph(self) -> bool {
+        !matches!(self, Endpoint::Token | Endpoint::ManagedIdentity)
+    }
+
+    fn is_delta(self) -> bool {
+        matches!(self, Endpoint::UsersDelta | Endpoint::GroupsDelta)
+    }
+
+    /// Endpoints whose responses carry paging links.
+    fn has_links(self) -> bool {
+        matches!(
+            self,
+            Endpoint::UsersDelta
+                | Endpoint::GroupsDelta
+                | Endpoint::UserList
+                | Endpoint::GroupList
+                | Endpoint::Members
+        )
+    }
+}
+
+/// What a queued fault applies to: a `Resource` (`Any` = every endpoint) or one `Endpoint`.
+/// `Sim::push_fault` takes either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Requests whose `Endpoint::resource()` is this (`Any`: every endpoint).
+    Resource(Resource),
+    /// Requests to exactly this endpoint.
+    Endpoint(Endpoint),
+}
+
+impl From<Resource> for Target {
+    fn from(resource: Resource) -> Target {
+        Target::Resource(resource)
+    }
+}
+
+impl From<Endpoint> for Target {
+    fn from(endpoint: Endpoint) -> Target {
+        Target::Endpoint(endpoint)
+    }
+}
+
+impl Target {
+    fn matches(self, endpoint: Endpoint) -> bool {
+        match self {
+            Target::Resource(Resource::Any) => true,
+            Target::Resource(resource) => endpoint.resource() == resource,
+            Target::Endpoint(target) => target == endpoint,
+        }
+    }
+}
+
+/// Counters a benchmark can print (`Sim::counters`).
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Resource units charged, throttled requests included (1 each).
+    pub ru_spent: u64,
+    /// 429 answers to top-level requests (RU budget or injected).
+    pub throttled: u64,
+    /// 429 answers to `$batch` items.
+    pub throttled_in_batch: u64,
+    /// Requests per endpoint, `$batch` items counted under their own endpoint.
+    pub requests: HashMap<Endpoint, u64>,
 }
 
 /// A misbehaviour injected into the next matching request (`Sim::push_fault`).
@@ -102,11 +217,14 @@ pub enum Fault {
 }
 
 impl Fault {
-    fn graph_only(&self) -> bool {
-        matches!(
-            self,
-            Fault::Gone | Fault::SyncStateNotFound | Fault::ForeignNextLink(_)
-        )
+    /// Whether this fault can be applied to a request for `endpoint` (delta-state faults only
+    /// to delta requests, link faults only where there are links).
+    fn applies_to(&self, endpoint: Endpoint) -> bool {
+        match self {
+            Fault::Gone | Fault::SyncStateNotFound => endpoint.is_delta(),
+            Fault::ForeignNextLink(_) => endpoint.has_links(),
+            _ => true,
+        }
     }
 }
 
@@ -192,6 +310,13 @@ pub struct Settings {
     /// The body of `GET /v1.0/applications(appId='…')` (notes 1.5) when the app holds
     /// Application.Read.All; `None` (default): 403 Authorization_RequestDenied.
     pub application: Option<serde_json::Value>,
+    /// Any `$filter` on `GET /users` / `GET /groups` answers 400 `Request_UnsupportedQuery`,
+    /// as a tenant or service that does not support partition filters (notes 3.11; default
+    /// false).
+    pub refuse_partition_filter: bool,
+    /// Read quota of the application + tenant pair (notes 5.2): `(RU, window)`, a token bucket
+    /// holding at most RU and refilled continuously at RU/window. `None` (default): unlimited.
+    pub ru_quota: Option<(u32, Duration)>,
 }
 
 impl Default for Settings {
@@ -218,6 +343,8 @@ impl Default for Settings {
             federated_tokens: Vec::new(),
             managed_identity: None,
             application: None,
+            refuse_partition_filter: false,
+            ru_quota: None,
         }
     }
 }
@@ -229,8 +356,12 @@ pub struct Recorded {
     pub method: String,
     /// The request target as sent (`/v1.0/users/delta?$select=…`).
     pub path_and_query: String,
-    /// Which endpoint it went to.
+    /// Which endpoint it went to (coarse).
     pub resource: Resource,
+    /// Which endpoint it went to.
+    pub endpoint: Endpoint,
+    /// A `$batch` item (method, target and headers are the item's, `at` the envelope's).
+    pub in_batch: bool,
     /// Request headers, names as sent.
     pub headers: Vec<(String, String)>,
     /// The form body of token requests; empty for Graph requests.
@@ -253,9 +384,9 @@ impl Recorded {
 
 #[derive(Default)]
 struct Faults {
-    queue: VecDeque<(Resource, Fault)>,
-    /// Taken `ForeignNextLink` faults waiting for a successful page of that resource.
-    foreign: Vec<(Resource, String)>,
+    queue: VecDeque<(Target, Fault)>,
+    /// Taken `ForeignNextLink` faults waiting for a successful page of that endpoint.
+    foreign: Vec<(Endpoint, String)>,
 }
 
 /// State shared by the `Sim` handle and the worker threads. Each lock is held only briefly
@@ -268,9 +399,13 @@ struct Shared {
     settings: Mutex<Settings>,
     faults: Mutex<Faults>,
     links: Mutex<graph::LinkStore>,
+    list_links: Mutex<list::ListLinks>,
     tokens: Mutex<auth::TokenStore>,
+    bucket: Mutex<quota::Bucket>,
+    counters: Mutex<Counters>,
     log: Mutex<Vec<Recorded>>,
     serving_nanos: AtomicU64,
+    batches: AtomicU64,
 }
 
 /// Locks `mutex`, ignoring poisoning: a panicking test thread must not take the server down.
@@ -293,37 +428,63 @@ impl Shared {
         lock(&self.tokens)
     }
 
-    /// The first queued fault that applies to a request for `resource`, removed from the queue.
-    fn take_fault(&self, resource: Resource) -> Option<Fault> {
-        if resource == Resource::Any {
+    /// The first queued fault that applies to a request for `endpoint`, removed from the queue.
+    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        // Unknown paths and the application endpoint never took faults.
+        if matches!(endpoint, Endpoint::Unknown | Endpoint::Application) {
             return None;
         }
-        let graph = !matches!(resource, Resource::Token | Resource::ManagedIdentity);
         let mut faults = lock(&self.faults);
-        let position = faults.queue.iter().position(|(target, fault)| {
-            (*target == resource || *target == Resource::Any) && (graph || !fault.graph_only())
-        })?;
+        let position = faults
+            .queue
+            .iter()
+            .position(|(target, fault)| target.matches(endpoint) && fault.applies_to(endpoint))?;
         let (_, fault) = faults.queue.remove(position)?;
         if let Fault::ForeignNextLink(base) = &fault {
-            faults.foreign.push((resource, base.clone()));
+            faults.foreign.push((endpoint, base.clone()));
         }
         Some(fault)
     }
 
-    /// A pending foreign base for the next successful page of `ty`, consumed.
-    fn take_foreign_base(&self, ty: ObjectType) -> Option<String> {
-        let resource = resource_of(ty);
+    /// A pending foreign base for the next successful page of `endpoint`, consumed.
+    fn take_foreign_base(&self, endpoint: Endpoint) -> Option<String> {
         let mut faults = lock(&self.faults);
-        let position = faults.foreign.iter().position(|(r, _)| *r == resource)?;
+        let position = faults.foreign.iter().position(|(e, _)| *e == endpoint)?;
         let (_, base) = faults.foreign.remove(position);
         Some(base.trim_end_matches('/').to_string())
     }
+
+    fn record(
+        &self,
+        incoming: &Incoming,
+        endpoint: Endpoint,
+        at: Instant,
+        status: u16,
+        in_batch: bool,
+    ) {
+        let body = if endpoint == Endpoint::Token {
+            incoming.body.clone()
+        } else {
+            String::new()
+        };
+        lock(&self.log).push(Recorded {
+            method: incoming.method.clone(),
+            path_and_query: incoming.path_and_query.clone(),
+            resource: endpoint.resource(),
+            endpoint,
+            in_batch,
+            headers: incoming.headers.clone(),
+            body,
+            at,
+            status,
+        });
+    }
 }
 
-fn resource_of(ty: ObjectType) -> Resource {
+fn delta_endpoint(ty: ObjectType) -> Endpoint {
     match ty {
-        ObjectType::User => Resource::Users,
-        ObjectType::Group => Resource::Groups,
+        ObjectType::User => Endpoint::UsersDelta,
+        ObjectType::Group => Endpoint::GroupsDelta,
     }
 }
 
@@ -361,9 +522,13 @@ impl Sim {
             settings: Mutex::new(Settings::default()),
             faults: Mutex::default(),
             links: Mutex::default(),
+            list_links: Mutex::default(),
             tokens: Mutex::default(),
+            bucket: Mutex::default(),
+            counters: Mutex::default(),
             log: Mutex::default(),
             serving_nanos: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         });
         let workers = (0..WORKERS)
             .map(|i| {
@@ -397,9 +562,22 @@ impl Sim {
         lock(&self.shared.settings)
     }
 
-    /// Queues a fault for the next request to `resource` (`Any`: to any endpoint), FIFO.
-    pub fn push_fault(&self, resource: Resource, fault: Fault) {
-        lock(&self.shared.faults).queue.push_back((resource, fault));
+    /// Queues a fault for the next request to `target` (a `Resource`, `Any` = any endpoint, or
+    /// an `Endpoint`), FIFO. `$batch` items take faults like top-level requests.
+    pub fn push_fault(&self, target: impl Into<Target>, fault: Fault) {
+        lock(&self.shared.faults)
+            .queue
+            .push_back((target.into(), fault));
+    }
+
+    /// RU spent, 429s and requests per endpoint since the start (or `reset_counters`).
+    pub fn counters(&self) -> Counters {
+        lock(&self.shared.counters).clone()
+    }
+
+    /// Zeroes the counters (the RU bucket itself is left as it is).
+    pub fn reset_counters(&self) {
+        *lock(&self.shared.counters) = Counters::default();
     }
 
     /// Faults queued and not yet consumed.
@@ -469,79 +647,139 @@ fn work(shared: &Shared) {
 fn serve(shared: &Shared, mut request: tiny_http::Request) {
     let at = Instant::now();
     let incoming = Incoming::read(&mut request);
-    let resource = classify(&incoming.path);
     let settings = lock(&shared.settings).clone();
-    let ctx = Ctx::new(&incoming);
-    let fault = shared.take_fault(resource);
-    let mut pause = match (&fault, resource) {
-        (Some(Fault::Delay(delay)), _) => *delay,
-        _ => Duration::ZERO,
-    };
-    if matches!(resource, Resource::Users | Resource::Groups) {
-        pause += settings.page_latency;
-    }
-    let reply = route(shared, &incoming, &ctx, resource, fault.as_ref(), &settings);
+    let answer = evaluate(shared, &incoming, &settings, at, false);
     let elapsed = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
     shared.serving_nanos.fetch_add(elapsed, Ordering::Relaxed);
-    if !pause.is_zero() {
-        std::thread::sleep(pause);
+    if !answer.pause.is_zero() {
+        std::thread::sleep(answer.pause);
     }
-    let body = if resource == Resource::Token {
-        incoming.body
-    } else {
-        String::new()
-    };
-    lock(&shared.log).push(Recorded {
-        method: incoming.method,
-        path_and_query: incoming.path_and_query,
-        resource,
-        headers: incoming.headers,
-        body,
-        at,
-        status: reply.status,
-    });
+    shared.record(&incoming, answer.endpoint, at, answer.reply.status, false);
     // The client may have given up (timeout): nothing to do about a failed write.
-    let _ = request.respond(reply.into_response());
+    let _ = request.respond(answer.reply.into_response());
+}
+
+/// One evaluated request: the endpoint, the reply, and how long to wait before sending it.
+struct Answer {
+    endpoint: Endpoint,
+    reply: Reply,
+    pause: Duration,
+}
+
+/// Evaluates one request, top-level or a `$batch` item (`in_batch`): the RU budget first (a
+/// throttled request reaches neither faults nor the endpoint), then a queued fault, then the
+/// endpoint. Counts it; recording is left to the caller.
+fn evaluate(
+    shared: &Shared,
+    incoming: &Incoming,
+    settings: &Settings,
+    at: Instant,
+    in_batch: bool,
+) -> Answer {
+    let endpoint = classify(&incoming.path);
+    let ctx = Ctx::new(incoming);
+    let charge = endpoint.is_graph().then(|| {
+        let cost = quota::cost(shared, endpoint, incoming);
+        lock(&shared.bucket).charge(settings.ru_quota, cost)
+    });
+    let mut pause = Duration::ZERO;
+    let mut reply = match &charge {
+        Some(quota::Charge::Throttled { retry_after, .. }) => {
+            throttled(&ctx, "TooManyRequests").with("Retry-After", quota::seconds(*retry_after))
+        }
+        _ => {
+            let fault = shared.take_fault(endpoint);
+            if let Some(Fault::Delay(delay)) = &fault {
+                pause += *delay;
+            }
+            // Once per HTTP request: a $batch pays it once, its items not again.
+            if !in_batch && (endpoint.has_links() || endpoint == Endpoint::Batch) {
+                pause += settings.page_latency;
+            }
+            let call = Call {
+                shared,
+                incoming,
+                ctx: &ctx,
+                settings,
+                at,
+            };
+            route(&call, endpoint, fault.as_ref(), &mut pause)
+        }
+    };
+    if let Some(charge) = &charge {
+        quota::decorate(&mut reply, charge);
+    }
+    let mut counters = lock(&shared.counters);
+    counters.ru_spent += u64::from(charge.as_ref().map_or(0, quota::Charge::charged));
+    *counters.requests.entry(endpoint).or_default() += 1;
+    if reply.status == 429 {
+        if in_batch {
+            counters.throttled_in_batch += 1;
+        } else {
+            counters.throttled += 1;
+        }
+    }
+    drop(counters);
+    Answer {
+        endpoint,
+        reply,
+        pause,
+    }
 }
 
 /// Which endpoint a path belongs to.
-fn classify(path: &str) -> Resource {
+fn classify(path: &str) -> Endpoint {
     let lower = path.to_ascii_lowercase();
     let lower = lower.trim_end_matches('/');
     if lower.ends_with("/oauth2/v2.0/token") && lower.matches('/').count() == 4 {
-        return Resource::Token;
+        return Endpoint::Token;
     }
     if lower == "/metadata/identity/oauth2/token" {
-        return Resource::ManagedIdentity;
+        return Endpoint::ManagedIdentity;
     }
     let Some(rest) = lower.strip_prefix("/v1.0/") else {
-        return Resource::Any;
+        return Endpoint::Unknown;
     };
-    let Some((collection, function)) = rest.split_once('/') else {
-        return Resource::Any;
-    };
-    if !matches!(
-        function,
-        "delta" | "delta()" | "microsoft.graph.delta" | "microsoft.graph.delta()"
-    ) {
-        return Resource::Any;
+    if rest.starts_with("applications(") {
+        return Endpoint::Application;
     }
-    match collection {
-        "users" => Resource::Users,
-        "groups" => Resource::Groups,
-        _ => Resource::Any,
+    let segments: Vec<&str> = rest.split('/').collect();
+    match segments.as_slice() {
+        ["$batch"] => Endpoint::Batch,
+        ["users"] => Endpoint::UserList,
+        ["groups"] => Endpoint::GroupList,
+        ["groups", id, "members"] if !id.is_empty() => Endpoint::Members,
+        [collection, function]
+            if matches!(
+                *function,
+                "delta" | "delta()" | "microsoft.graph.delta" | "microsoft.graph.delta()"
+            ) =>
+        {
+            match *collection {
+                "users" => Endpoint::UsersDelta,
+                "groups" => Endpoint::GroupsDelta,
+                _ => Endpoint::Unknown,
+            }
+        }
+        _ => Endpoint::Unknown,
     }
 }
 
-/// Applies a status/body fault or hands the request to its endpoint.
-fn route(
-    shared: &Shared,
-    incoming: &Incoming,
-    ctx: &Ctx,
-    resource: Resource,
-    fault: Option<&Fault>,
-    settings: &Settings,
-) -> Reply {
+/// What an endpoint needs to answer one request.
+struct Call<'a> {
+    shared: &'a Shared,
+    incoming: &'a Incoming,
+    ctx: &'a Ctx,
+    settings: &'a Settings,
+    /// When the (outer) request arrived.
+    at: Instant,
+}
+
+/// Applies a status/body fault or hands the request to its endpoint. `pause` collects extra
+/// waiting (a `$batch` adds its items' `Delay` faults).
+fn route(call: &Call, endpoint: Endpoint, fault: Option<&Fault>, pause: &mut Duration) -> Reply {
+    let (shared, incoming, ctx, settings) = (call.shared, call.incoming, call.ctx, call.settings);
+    let resource = endpoint.resource();
     match fault {
         Some(Fault::Status {
             status,
@@ -566,17 +804,29 @@ fn route(
         }
         _ => {}
     }
-    let mut reply = match resource {
-        Resource::Token => auth::serve(&mut shared.tokens(), incoming, ctx, settings, &shared.base),
-        Resource::ManagedIdentity => {
+    let mut reply = match endpoint {
+        Endpoint::Token => auth::serve(&mut shared.tokens(), incoming, ctx, settings, &shared.base),
+        Endpoint::ManagedIdentity => {
             identity::serve_managed_identity(&mut shared.tokens(), incoming, ctx, settings)
         }
-        Resource::Users => graph::serve(shared, incoming, ctx, ObjectType::User, fault, settings),
-        Resource::Groups => graph::serve(shared, incoming, ctx, ObjectType::Group, fault, settings),
-        Resource::Any if incoming.path.starts_with("/v1.0/applications(") => {
+        Endpoint::UsersDelta => {
+            graph::serve(shared, incoming, ctx, ObjectType::User, fault, settings)
+        }
+        Endpoint::GroupsDelta => {
+            graph::serve(shared, incoming, ctx, ObjectType::Group, fault, settings)
+        }
+        Endpoint::UserList | Endpoint::GroupList | Endpoint::Members => {
+            list::serve(shared, incoming, ctx, endpoint, settings)
+        }
+        Endpoint::Batch => {
+            let (reply, extra) = batch::serve(call);
+            *pause += extra;
+            reply
+        }
+        Endpoint::Application => {
             identity::serve_application(&shared.tokens(), incoming, ctx, settings)
         }
-        Resource::Any => not_found(ctx, incoming),
+        Endpoint::Unknown => not_found(ctx, incoming),
     };
     if matches!(fault, Some(Fault::Truncated)) && reply.status == 200 {
         reply.truncate();
@@ -613,7 +863,8 @@ fn status_fault(
             code
         };
         match status {
-            429 => throttled(ctx, code),
+            // Service load rather than the RU budget: a fixed "20 % throttled" figure.
+            429 => throttled(ctx, code).with("x-ms-throttle-limit-percentage", "1.2"),
             401 => Reply::graph_error(ctx, status, code, status_message(status))
                 .with("WWW-Authenticate", "Bearer realm=\"\""),
             _ => Reply::graph_error(ctx, status, code, status_message(status)),
@@ -678,14 +929,14 @@ fn throttled(ctx: &Ctx, code: &str) -> Reply {
             "status": "429",
         }
     }});
+    // `x-ms-resource-unit` and (when the budget has no say) the limit percentage are added by
+    // `quota::decorate`.
     Reply::graph(ctx, 429, body.to_string().into_bytes())
         .with(
             "x-ms-throttle-scope",
             format!("Tenant_Application/Read/{CLIENT_ID}/{TENANT_ID}"),
         )
         .with("x-ms-throttle-information", "ResourceUnitLimitExceeded")
-        .with("x-ms-throttle-limit-percentage", "1.2")
-        .with("x-ms-resource-unit", "1")
 }
 
 fn status_message(status: u16) -> &'static str {
