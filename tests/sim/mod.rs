@@ -17,6 +17,8 @@
 
 mod auth;
 mod batch;
+mod endpoint;
+mod errors;
 mod graph;
 mod http;
 mod identity;
@@ -27,18 +29,20 @@ mod schema;
 mod synthetic;
 mod tenant;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+use self::endpoint::classify;
+use self::errors::{not_found, status_fault, throttled};
 use self::http::{Ctx, Incoming, Reply};
 use self::schema::ObjectType;
 
 // Including crates use only part of the API; unused re-exports there are expected.
+#[allow(unused_imports)]
+pub use self::endpoint::{Counters, Endpoint, Target};
 #[allow(unused_imports)]
 pub use self::identity::{ManagedIdentitySim, TestCertificate};
 #[allow(unused_imports)]
@@ -61,6 +65,12 @@ pub const CLIENT_SECRET: &str = "Xy9~sim~secret~value";
 const WORKERS: usize = 24;
 /// How often idle workers look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
+/// Listening sockets sharing the port (SO_REUSEPORT), each with its own tiny_http server.
+/// Why: tiny_http runs each connection on a thread of a pool that starts with 4 threads, and
+/// when many connections arrive at once it queues them behind those 4 (it reads its idle
+/// count before the woken threads have taken their tasks), so 16 simultaneous connections
+/// were served 4 at a time. The kernel spreads connections over the listeners' pools.
+const LISTENERS: usize = 8;
 
 /// Which endpoint a request went to (and which requests a fault applies to). Coarse: the
 /// endpoints added later (lists, members, `$batch`) are told apart by `Endpoint` only, because
@@ -78,111 +88,6 @@ pub enum Resource {
     /// As a fault target: the next request of any endpoint. As a recorded resource: a request
     /// to an unknown path.
     Any,
-}
-
-/// Which endpoint a request went to, one variant per endpoint (`Recorded::endpoint`,
-/// `Counters::requests`, and a `push_fault` target).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Endpoint {
-    /// The token endpoint.
-    Token,
-    /// The managed-identity endpoint.
-    ManagedIdentity,
-    /// `GET /v1.0/users/delta` (any spelling of the function).
-    UsersDelta,
-    /// `GET /v1.0/groups/delta`.
-    GroupsDelta,
-    /// `GET /v1.0/users` (plain list).
-    UserList,
-    /// `GET /v1.0/groups` (plain list).
-    GroupList,
-    /// `GET /v1.0/groups/{id}/members`.
-    Members,
-    /// `POST /v1.0/$batch` (the envelope; its items are recorded under their own endpoints).
-    Batch,
-    /// `GET /v1.0/applications(appId='…')`.
-    Application,
-    /// Any other path (answered 404).
-    Unknown,
-}
-
-impl Endpoint {
-    /// The coarse `Resource` of this endpoint (`Any` for the ones `Resource` has no variant for).
-    pub fn resource(self) -> Resource {
-        match self {
-            Endpoint::Token => Resource::Token,
-            Endpoint::ManagedIdentity => Resource::ManagedIdentity,
-            Endpoint::UsersDelta => Resource::Users,
-            Endpoint::GroupsDelta => Resource::Groups,
-            _ => Resource::Any,
-        }
-    }
-
-    /// Served on the Graph host (error bodies, common headers, RU accounting).
-    fn is_graph(self) -> bool {
-        !matches!(self, Endpoint::Token | Endpoint::ManagedIdentity)
-    }
-
-    fn is_delta(self) -> bool {
-        matches!(self, Endpoint::UsersDelta | Endpoint::GroupsDelta)
-    }
-
-    /// Endpoints whose responses carry paging links.
-    fn has_links(self) -> bool {
-        matches!(
-            self,
-            Endpoint::UsersDelta
-                | Endpoint::GroupsDelta
-                | Endpoint::UserList
-                | Endpoint::GroupList
-                | Endpoint::Members
-        )
-    }
-}
-
-/// What a queued fault applies to: a `Resource` (`Any` = every endpoint) or one `Endpoint`.
-/// `Sim::push_fault` takes either.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// Requests whose `Endpoint::resource()` is this (`Any`: every endpoint).
-    Resource(Resource),
-    /// Requests to exactly this endpoint.
-    Endpoint(Endpoint),
-}
-
-impl From<Resource> for Target {
-    fn from(resource: Resource) -> Target {
-        Target::Resource(resource)
-    }
-}
-
-impl From<Endpoint> for Target {
-    fn from(endpoint: Endpoint) -> Target {
-        Target::Endpoint(endpoint)
-    }
-}
-
-impl Target {
-    fn matches(self, endpoint: Endpoint) -> bool {
-        match self {
-            Target::Resource(Resource::Any) => true,
-            Target::Resource(resource) => endpoint.resource() == resource,
-            Target::Endpoint(target) => target == endpoint,
-        }
-    }
-}
-
-/// Counters a benchmark can print (`Sim::counters`).
-#[derive(Clone, Debug, Default)]
-pub struct Counters {
-    /// Resource units charged, throttled requests included (1 each).
-    pub ru_spent: u64,
-    /// 429 answers to top-level requests (RU budget or injected).
-    pub throttled: u64,
-    /// 429 answers to `$batch` items.
-    pub throttled_in_batch: u64,
-    /// Requests per endpoint, `$batch` items counted under their own endpoint.
-    pub requests: HashMap<Endpoint, u64>,
 }
 
 /// A misbehaviour injected into the next matching request (`Sim::push_fault`).
@@ -393,7 +298,9 @@ struct Faults {
 /// and never together with another, so there is no lock order to get wrong.
 struct Shared {
     base: String,
-    server: tiny_http::Server,
+    servers: Vec<tiny_http::Server>,
+    /// Requests from all servers, for the workers.
+    queue: Mutex<mpsc::Receiver<tiny_http::Request>>,
     stop: AtomicBool,
     tenant: Mutex<Tenant>,
     settings: Mutex<Settings>,
@@ -491,6 +398,7 @@ fn delta_endpoint(ty: ObjectType) -> Endpoint {
 /// The simulator: an HTTP server on `127.0.0.1:0`; dropping it stops and joins its threads.
 pub struct Sim {
     shared: Arc<Shared>,
+    dispatchers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -502,21 +410,19 @@ impl Sim {
 
     /// Starts a simulator serving `tenant` (e.g. `Tenant::synthetic(…)`).
     pub fn start_with(tenant: Tenant) -> Sim {
-        // TCP_NODELAY, inherited by accepted sockets on Linux: tiny_http writes a response's
-        // head and body separately, and Nagle's algorithm against the client's delayed ACK
-        // would add ~40 ms to every page, which no real Graph front end does.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("sim: bind 127.0.0.1:0");
-        nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true)
-            .expect("sim: TCP_NODELAY");
-        let server = tiny_http::Server::from_listener(listener, None).expect("sim: listen");
-        let port = server
-            .server_addr()
-            .to_ip()
-            .map(|addr| addr.port())
-            .expect("sim: a TCP listener");
+        let first = listen(0);
+        let port = first.local_addr().expect("sim: a TCP listener").port();
+        let mut listeners = vec![first];
+        listeners.extend((1..LISTENERS).map(|_| listen(port)));
+        let servers = listeners
+            .into_iter()
+            .map(|listener| tiny_http::Server::from_listener(listener, None).expect("sim: listen"))
+            .collect();
+        let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared {
             base: format!("http://127.0.0.1:{port}"),
-            server,
+            servers,
+            queue: Mutex::new(receiver),
             stop: AtomicBool::new(false),
             tenant: Mutex::new(tenant),
             settings: Mutex::new(Settings::default()),
@@ -530,6 +436,16 @@ impl Sim {
             serving_nanos: AtomicU64::new(0),
             batches: AtomicU64::new(0),
         });
+        let dispatchers = (0..LISTENERS)
+            .map(|i| {
+                let shared = Arc::clone(&shared);
+                let sender = sender.clone();
+                std::thread::Builder::new()
+                    .name(format!("sim-listener-{i}"))
+                    .spawn(move || dispatch(&shared, i, &sender))
+                    .expect("sim: spawn listener")
+            })
+            .collect();
         let workers = (0..WORKERS)
             .map(|i| {
                 let shared = Arc::clone(&shared);
@@ -539,7 +455,11 @@ impl Sim {
                     .expect("sim: spawn worker")
             })
             .collect();
-        Sim { shared, workers }
+        Sim {
+            shared,
+            dispatchers,
+            workers,
+        }
     }
 
     /// `http://127.0.0.1:PORT`: both the login host and the Graph host.
@@ -627,18 +547,54 @@ impl Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        for worker in self.workers.drain(..) {
-            // A worker that panicked has nothing left to clean up.
-            let _ = worker.join();
+        // Dispatchers first: once their senders are gone the workers' queue disconnects.
+        for thread in self.dispatchers.drain(..).chain(self.workers.drain(..)) {
+            // A thread that panicked has nothing left to clean up.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A socket bound to `127.0.0.1:port` (0: any) with SO_REUSEPORT, listening.
+fn listen(port: u16) -> std::net::TcpListener {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, sockopt};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("sim: socket");
+    socket::setsockopt(&fd, sockopt::ReusePort, &true).expect("sim: SO_REUSEPORT");
+    // TCP_NODELAY, inherited by accepted sockets on Linux: tiny_http writes a response's
+    // head and body separately, and Nagle's algorithm against the client's delayed ACK
+    // would add ~40 ms to every page, which no real Graph front end does.
+    socket::setsockopt(&fd, sockopt::TcpNoDelay, &true).expect("sim: TCP_NODELAY");
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).expect("sim: bind");
+    socket::listen(&fd, Backlog::new(1024).expect("sim: backlog")).expect("sim: listen");
+    std::net::TcpListener::from(fd)
+}
+
+/// Moves requests from server `index` to the workers' queue until the simulator stops.
+fn dispatch(shared: &Shared, index: usize, sender: &mpsc::Sender<tiny_http::Request>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Errors are broken connections: nothing to answer.
+        if let Ok(Some(request)) = shared.servers[index].recv_timeout(POLL)
+            && sender.send(request).is_err()
+        {
+            return;
         }
     }
 }
 
 fn work(shared: &Shared) {
-    while !shared.stop.load(Ordering::Relaxed) {
-        // Errors are broken connections: nothing to answer.
-        if let Ok(Some(request)) = shared.server.recv_timeout(POLL) {
-            serve(shared, request);
+    loop {
+        let next = lock(&shared.queue).recv_timeout(POLL);
+        match next {
+            Ok(request) => serve(shared, request),
+            Err(mpsc::RecvTimeoutError::Timeout) if !shared.stop.load(Ordering::Relaxed) => {}
+            Err(_) => return,
         }
     }
 }
@@ -727,44 +683,6 @@ fn evaluate(
     }
 }
 
-/// Which endpoint a path belongs to.
-fn classify(path: &str) -> Endpoint {
-    let lower = path.to_ascii_lowercase();
-    let lower = lower.trim_end_matches('/');
-    if lower.ends_with("/oauth2/v2.0/token") && lower.matches('/').count() == 4 {
-        return Endpoint::Token;
-    }
-    if lower == "/metadata/identity/oauth2/token" {
-        return Endpoint::ManagedIdentity;
-    }
-    let Some(rest) = lower.strip_prefix("/v1.0/") else {
-        return Endpoint::Unknown;
-    };
-    if rest.starts_with("applications(") {
-        return Endpoint::Application;
-    }
-    let segments: Vec<&str> = rest.split('/').collect();
-    match segments.as_slice() {
-        ["$batch"] => Endpoint::Batch,
-        ["users"] => Endpoint::UserList,
-        ["groups"] => Endpoint::GroupList,
-        ["groups", id, "members"] if !id.is_empty() => Endpoint::Members,
-        [collection, function]
-            if matches!(
-                *function,
-                "delta" | "delta()" | "microsoft.graph.delta" | "microsoft.graph.delta()"
-            ) =>
-        {
-            match *collection {
-                "users" => Endpoint::UsersDelta,
-                "groups" => Endpoint::GroupsDelta,
-                _ => Endpoint::Unknown,
-            }
-        }
-        _ => Endpoint::Unknown,
-    }
-}
-
 /// What an endpoint needs to answer one request.
 struct Call<'a> {
     shared: &'a Shared,
@@ -832,123 +750,4 @@ fn route(call: &Call, endpoint: Endpoint, fault: Option<&Fault>, pause: &mut Dur
         reply.truncate();
     }
     reply
-}
-
-fn not_found(ctx: &Ctx, incoming: &Incoming) -> Reply {
-    let segment = incoming
-        .path
-        .trim_matches('/')
-        .split('/')
-        .nth(1)
-        .unwrap_or_default();
-    let message = format!("Resource not found for the segment '{segment}'.");
-    Reply::graph_error(ctx, 404, "Request_ResourceNotFound", &message)
-}
-
-/// An injected status: Graph error body (with throttling headers for 429) or AAD error body.
-/// An empty `code` gets the code the service usually sends with that status.
-fn status_fault(
-    ctx: &Ctx,
-    resource: Resource,
-    status: u16,
-    retry_after: Option<&str>,
-    code: &'static str,
-) -> Reply {
-    let mut reply = if resource == Resource::Token {
-        auth::aad_error(ctx, &token_status_error(status, code))
-    } else {
-        let code = if code.is_empty() {
-            default_graph_code(status)
-        } else {
-            code
-        };
-        match status {
-            // Service load rather than the RU budget: a fixed "20 % throttled" figure.
-            429 => throttled(ctx, code).with("x-ms-throttle-limit-percentage", "1.2"),
-            401 => Reply::graph_error(ctx, status, code, status_message(status))
-                .with("WWW-Authenticate", "Bearer realm=\"\""),
-            _ => Reply::graph_error(ctx, status, code, status_message(status)),
-        }
-    };
-    if let Some(retry_after) = retry_after {
-        reply = reply.with("Retry-After", retry_after);
-    }
-    reply
-}
-
-fn token_status_error(status: u16, code: &'static str) -> auth::AadError {
-    let (aadsts, text) = match status {
-        429 => (
-            90055,
-            "The tenant is being throttled. Please try again later.",
-        ),
-        400..=499 => (900144, "The request is not valid."),
-        _ => (
-            50000,
-            "There was an error issuing a token or an issue with our sign-in service.",
-        ),
-    };
-    let error = match (code, status) {
-        ("", 400..=428 | 430..=499) => "invalid_request",
-        ("", _) => "temporarily_unavailable",
-        (code, _) => code,
-    };
-    auth::AadError {
-        status,
-        error,
-        code: aadsts,
-        text: text.to_string(),
-    }
-}
-
-fn default_graph_code(status: u16) -> &'static str {
-    match status {
-        400 => "BadRequest",
-        401 => "InvalidAuthenticationToken",
-        403 => "Authorization_RequestDenied",
-        404 => "Request_ResourceNotFound",
-        429 => "TooManyRequests",
-        502 => "BadGateway",
-        503 => "ServiceUnavailable",
-        504 => "GatewayTimeout",
-        _ => "UnknownError",
-    }
-}
-
-/// The documented 429 body (notes 5.1) and throttle headers (notes 5.2).
-fn throttled(ctx: &Ctx, code: &str) -> Reply {
-    let body = json!({"error": {
-        "code": code,
-        "message": "Please retry again later.",
-        "innerError": {
-            "code": "429",
-            "date": http::graph_date(),
-            "message": "Please retry after",
-            "request-id": ctx.request_id,
-            "client-request-id": ctx.client_request_id,
-            "status": "429",
-        }
-    }});
-    // `x-ms-resource-unit` and (when the budget has no say) the limit percentage are added by
-    // `quota::decorate`.
-    Reply::graph(ctx, 429, body.to_string().into_bytes())
-        .with(
-            "x-ms-throttle-scope",
-            format!("Tenant_Application/Read/{CLIENT_ID}/{TENANT_ID}"),
-        )
-        .with("x-ms-throttle-information", "ResourceUnitLimitExceeded")
-}
-
-fn status_message(status: u16) -> &'static str {
-    match status {
-        400 => "The request is not valid.",
-        401 => "Access token validation failure.",
-        403 => "Insufficient privileges to complete the operation.",
-        404 => "Resource not found.",
-        500 => "An internal server error occurred. Please retry later.",
-        502 => "Bad Gateway.",
-        503 => "The service is temporarily unavailable. Please retry later.",
-        504 => "The gateway timed out waiting for the backend service.",
-        _ => "The request failed.",
-    }
 }

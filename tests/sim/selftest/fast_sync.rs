@@ -723,10 +723,35 @@ fn batch_items_are_throttled_individually() {
 }
 
 #[test]
-fn batch_pays_latency_once() {
+fn sixteen_connections_are_served_at_once() {
     let sim = Sim::start_with(groups_tenant());
     let token = token(&sim);
+    let group = sim.tenant().group_ids()[0].clone();
     sim.settings().page_latency = Duration::from_millis(400);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let url = match i % 3 {
+                    0 => format!("{}/v1.0/users?$top=5", sim.url()),
+                    1 => format!("{}/v1.0/groups?$top=5", sim.url()),
+                    _ => format!("{}/v1.0/groups/{group}/members?$select=id", sim.url()),
+                };
+                let token = token.clone();
+                scope.spawn(move || get(&url, &token, None).status)
+            })
+            .collect();
+        for handle in handles {
+            assert_eq!(handle.join().unwrap(), 200);
+        }
+    });
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(400));
+    assert!(
+        elapsed < Duration::from_millis(1200),
+        "16 at once: {elapsed:?}"
+    );
+
     // A batch pays the latency once, not per item.
     let requests: Vec<Value> = (0..10)
         .map(|i| json!({"id": format!("{i}"), "method": "GET", "url": "/users?$select=id&$top=1"}))
