@@ -56,7 +56,7 @@ enum Op {
     StartsWith,
 }
 
-/// One `$filter` clause; `prop` `None` is `id`.
+/// One `$filter` clause; `prop` `None` is `id`; `value` is lower-cased once, at parse time.
 #[derive(Clone, Debug)]
 struct Clause {
     prop: Option<u8>,
@@ -490,15 +490,21 @@ fn clause_matches(tenant: &Tenant, object: &Object, clause: &Clause) -> bool {
     let Some(value) = value else {
         return false;
     };
-    let lower = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<String>();
-    let (value, wanted) = (lower(value), lower(&clause.value));
+    // Case-folded on the fly: a partition scan checks every object, so no allocation here.
+    let mut folded = value.chars().flat_map(char::to_lowercase);
+    let order = || {
+        value
+            .chars()
+            .flat_map(char::to_lowercase)
+            .cmp(clause.value.chars())
+    };
     match clause.op {
-        Op::Eq => value == wanted,
-        Op::Ge => value >= wanted,
-        Op::Gt => value > wanted,
-        Op::Le => value <= wanted,
-        Op::Lt => value < wanted,
-        Op::StartsWith => value.starts_with(&wanted),
+        Op::StartsWith => clause.value.chars().all(|c| folded.next() == Some(c)),
+        Op::Eq => order().is_eq(),
+        Op::Ge => order().is_ge(),
+        Op::Gt => order().is_gt(),
+        Op::Le => order().is_le(),
+        Op::Lt => order().is_lt(),
     }
 }
 
@@ -617,6 +623,7 @@ fn parse_filter(ty: ObjectType, text: &str) -> Result<Vec<Clause>, (&'static str
         } else {
             Some(ty.prop_index(&name).ok_or_else(unsupported)?)
         };
+        let value = value.chars().flat_map(char::to_lowercase).collect();
         clauses.push(Clause { prop, op, value });
         match tokens.next() {
             None => return Ok(clauses),

@@ -70,6 +70,11 @@ impl Bucket {
             self.quota = None;
             return Charge::Paid { cost, used: None };
         };
+        // Free requests (the $batch envelope) are never throttled, even with the bucket
+        // below empty: only their items are.
+        if cost == 0 {
+            return Charge::Paid { cost, used: None };
+        }
         let now = Instant::now();
         let capacity = capacity.max(1);
         if self.quota != Some((capacity, window)) {

@@ -236,6 +236,12 @@ fn partition_filters_cover_everything_once() {
     );
     let (values, _) = list_all(&upper, &token);
     assert!(ids(&values).contains(&user(2)), "case-insensitive");
+    let prefix = format!(
+        "{}/v1.0/users?$select=id&$top=999&$filter={}",
+        sim.url(),
+        http_encode("startswith(userPrincipalName,'ADA.')")
+    );
+    assert_eq!(list_all(&prefix, &token).0.len(), values.len());
     assert!(values.len() > 1);
     let id_filter = format!(
         "{}/v1.0/users?$filter={}",
@@ -720,6 +726,15 @@ fn batch_items_are_throttled_individually() {
     assert_eq!(counters.requests[&Endpoint::Batch], 1);
     assert_eq!(counters.requests[&Endpoint::Members], 4);
     assert_eq!(counters.ru_spent, 6);
+    // The bucket is now below empty; the free envelope still goes through, its item doesn't.
+    let resp = post_json(
+        &format!("{}/v1.0/$batch", sim.url()),
+        &token,
+        &json!({"requests": [{"id": "x", "method": "GET", "url": "users?$select=id"}]}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["responses"][0]["status"], 429);
+    assert_eq!(sim.counters().throttled, 0);
 }
 
 #[test]
