@@ -83,27 +83,28 @@ pub(super) fn serve(call: &Call) -> (Reply, Duration) {
     let mut responses = Vec::with_capacity(items.len());
     for (id, method, url, request) in items {
         let item = item_request(incoming, method, url, request);
-        let reply = if url.contains("://") {
-            let item_ctx = http::Ctx::new(&item);
-            Reply::graph_error(
-                &item_ctx,
-                400,
-                "BadRequest",
-                "Invalid request URL: batch item urls are relative to the version root.",
-            )
+        let refusal = if url.contains("://") {
+            Some("Invalid request URL: batch item urls are relative to the version root.")
         } else if classify(&item.path) == Endpoint::Batch {
-            let item_ctx = http::Ctx::new(&item);
-            Reply::graph_error(
-                &item_ctx,
-                400,
-                "BadRequest",
-                "Nested batch requests are not supported.",
-            )
+            Some("Nested batch requests are not supported.")
         } else {
-            let answer = evaluate(shared, &item, call.settings, call.at, true);
-            pause += answer.pause;
-            shared.record(&item, answer.endpoint, call.at, answer.reply.status, true);
-            answer.reply
+            None
+        };
+        let reply = match refusal {
+            // Refused before evaluation (no RU, no fault), but still counted and recorded.
+            Some(message) => {
+                let endpoint = classify(&item.path);
+                let reply = Reply::graph_error(&http::Ctx::new(&item), 400, "BadRequest", message);
+                shared.count(endpoint, reply.status, 0, true);
+                shared.record(&item, endpoint, call.at, reply.status, true);
+                reply
+            }
+            None => {
+                let answer = evaluate(shared, &item, call.settings, call.at, true);
+                pause += answer.pause;
+                shared.record(&item, answer.endpoint, call.at, answer.reply.status, true);
+                answer.reply
+            }
         };
         responses.push(item_response(id, reply));
     }

@@ -86,7 +86,8 @@ pub enum Resource {
     /// The managed-identity endpoint (`GET /metadata/identity/oauth2/token`, IMDS or Arc).
     ManagedIdentity,
     /// As a fault target: the next request of any endpoint. As a recorded resource: a request
-    /// to an unknown path.
+    /// to an unknown path, or to an endpoint this enum has no variant for (plain lists,
+    /// members, `$batch`, applications; `Recorded::endpoint` tells them apart).
     Any,
 }
 
@@ -361,6 +362,19 @@ impl Shared {
         Some(base.trim_end_matches('/').to_string())
     }
 
+    /// Adds one answered request to the counters.
+    fn count(&self, endpoint: Endpoint, status: u16, charged: u32, in_batch: bool) {
+        let mut counters = lock(&self.counters);
+        counters.ru_spent += u64::from(charged);
+        *counters.requests.entry(endpoint).or_default() += 1;
+        match (status, in_batch) {
+            (429, true) => counters.throttled_in_batch += 1,
+            (429, false) => counters.throttled += 1,
+            _ => {}
+        }
+    }
+
+    /// Appends one answered request (or `$batch` item) to the log.
     fn record(
         &self,
         incoming: &Incoming,
@@ -665,17 +679,8 @@ fn evaluate(
     if let Some(charge) = &charge {
         quota::decorate(&mut reply, charge);
     }
-    let mut counters = lock(&shared.counters);
-    counters.ru_spent += u64::from(charge.as_ref().map_or(0, quota::Charge::charged));
-    *counters.requests.entry(endpoint).or_default() += 1;
-    if reply.status == 429 {
-        if in_batch {
-            counters.throttled_in_batch += 1;
-        } else {
-            counters.throttled += 1;
-        }
-    }
-    drop(counters);
+    let charged = charge.as_ref().map_or(0, quota::Charge::charged);
+    shared.count(endpoint, reply.status, charged, in_batch);
     Answer {
         endpoint,
         reply,

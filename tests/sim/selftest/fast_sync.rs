@@ -828,10 +828,11 @@ fn partitioned_snapshot_of_a_large_tenant() {
         started.elapsed(),
         sim.serving_time() / u32::try_from(pages).unwrap()
     );
-    // Generous: catches a listing that rescans the tenant per page, not a slow machine.
+    // Generous, on wall time (serving time adds up 16 requests waiting for the tenant lock):
+    // catches a listing that rescans the tenant per page, not a slow machine.
     assert!(
-        sim.serving_time() < Duration::from_secs(60),
+        started.elapsed() < Duration::from_secs(60),
         "{:?}",
-        sim.serving_time()
+        started.elapsed()
     );
 }
