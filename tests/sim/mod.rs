@@ -653,6 +653,11 @@ fn evaluate(
         lock(&shared.bucket).charge(settings.ru_quota, cost)
     });
     let mut pause = Duration::ZERO;
+    // Once per HTTP request, throttled ones included (a 429 is a round trip too): a $batch
+    // pays it once, its items not again.
+    if !in_batch && (endpoint.has_links() || endpoint == Endpoint::Batch) {
+        pause += settings.page_latency;
+    }
     let mut reply = match &charge {
         Some(quota::Charge::Throttled { retry_after, .. }) => {
             throttled(&ctx, "TooManyRequests").with("Retry-After", quota::seconds(*retry_after))
@@ -661,10 +666,6 @@ fn evaluate(
             let fault = shared.take_fault(endpoint);
             if let Some(Fault::Delay(delay)) = &fault {
                 pause += *delay;
-            }
-            // Once per HTTP request: a $batch pays it once, its items not again.
-            if !in_batch && (endpoint.has_links() || endpoint == Endpoint::Batch) {
-                pause += settings.page_latency;
             }
             let call = Call {
                 shared,
