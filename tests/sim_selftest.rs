@@ -7,6 +7,12 @@
 #[allow(dead_code)]
 mod sim;
 
+// The fast-initial-sync endpoints (lists, $batch, RU budget) are tested in their own files.
+#[path = "sim/selftest/batch_quota.rs"]
+mod batch_quota;
+#[path = "sim/selftest/fast_sync.rs"]
+mod fast_sync;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 

@@ -80,7 +80,8 @@ impl LinkStore {
         Some(state)
     }
 
-    fn query_of(&self, token: &str) -> Option<Arc<Query>> {
+    /// The query a live nextLink / deltaLink token stands for.
+    pub(super) fn query_of(&self, token: &str) -> Option<Arc<Query>> {
         match &self.links.get(token)?.state {
             LinkState::Next(cursor) => Some(cursor.query.clone()),
             LinkState::Delta { query, .. } => Some(query.clone()),
@@ -191,16 +192,21 @@ pub(super) fn serve(
     let done = page.done;
     let (token, serial) = shared.links().issue(ty, parent, state);
     let base = shared
-        .take_foreign_base(ty)
+        .take_foreign_base(super::delta_endpoint(ty))
         .unwrap_or_else(|| shared.base.clone());
     let link = link_url(&base, ty, settings.link_form, serial, done, &token);
     let context = context_url(&shared.base, &query, first_page);
     Reply::graph(ctx, 200, page_body(&context, done, &link, page.value))
         .with("Preference-Applied", "odata.track-changes")
-        .with("x-ms-resource-unit", "1")
 }
 
-fn authorize(shared: &Shared, incoming: &Incoming, ctx: &Ctx, ty: ObjectType) -> Result<(), Reply> {
+/// Checks the bearer token and that it carries the role `ty`'s endpoints need (403 if not).
+pub(super) fn authorize(
+    shared: &Shared,
+    incoming: &Incoming,
+    ctx: &Ctx,
+    ty: ObjectType,
+) -> Result<(), Reply> {
     let bearer = shared.tokens().check(incoming.header("authorization"));
     match bearer {
         Bearer::Valid(roles) if roles.allow(ty) => Ok(()),
@@ -291,7 +297,12 @@ fn plan(
     Ok((Start::Initial(query), None))
 }
 
-fn selection(ctx: &Ctx, ty: ObjectType, select: Option<&str>) -> Result<Selection, Reply> {
+/// Parses `$select` for `ty`: 400 for unknown names, 501 for untrackable ones (notes 3.2).
+pub(super) fn selection(
+    ctx: &Ctx,
+    ty: ObjectType,
+    select: Option<&str>,
+) -> Result<Selection, Reply> {
     Selection::parse(ty, select).map_err(|error| match error {
         SelectError::Unknown(name) => {
             let message = format!(

@@ -110,6 +110,12 @@ impl Reply {
         self
     }
 
+    /// Sets a header, replacing any value it had.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.into()));
+    }
+
     /// A Graph reply: JSON content type plus the headers Graph puts on every response.
     pub fn graph(ctx: &Ctx, status: u16, body: Vec<u8>) -> Reply {
         Reply::new(status, GRAPH_CONTENT_TYPE, body)

@@ -6,33 +6,43 @@
 //!
 //! One `Sim` is an HTTP server on `127.0.0.1:<port>` that serves both the login host
 //! (`POST /{tenant}/oauth2/v2.0/token`) and the Graph host (`GET /v1.0/users/delta`,
-//! `GET /v1.0/groups/delta`). Several worker threads answer requests, so a users round and a
-//! groups round can be paged at the same time; injected latency is slept outside every lock.
+//! `GET /v1.0/groups/delta`, the plain lists `GET /v1.0/users`, `/v1.0/groups` and
+//! `/v1.0/groups/{id}/members`, and `POST /v1.0/$batch`; notes 3.11). Several worker threads
+//! answer requests, so many chains and listings can be paged at the same time; injected
+//! latency is slept outside every lock. An optional resource-unit budget (notes 5.2) throttles
+//! Graph requests with 429 once it is spent.
 //!
 //! Included with `#[path = "…/sim/mod.rs"] mod sim;` by the integration tests, the demo and
 //! the benchmark, so everything here refers to its siblings through `self`/`super` only.
 
 mod auth;
+mod batch;
+mod endpoint;
+mod errors;
 mod graph;
 mod http;
 mod identity;
+mod list;
 mod page;
+mod quota;
 mod schema;
 mod synthetic;
 mod tenant;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+use self::endpoint::classify;
+use self::errors::{not_found, status_fault, throttled};
 use self::http::{Ctx, Incoming, Reply};
 use self::schema::ObjectType;
 
 // Including crates use only part of the API; unused re-exports there are expected.
+#[allow(unused_imports)]
+pub use self::endpoint::{Counters, Endpoint, Target};
 #[allow(unused_imports)]
 pub use self::identity::{ManagedIdentitySim, TestCertificate};
 #[allow(unused_imports)]
@@ -49,12 +59,22 @@ pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 /// That application's client secret value.
 pub const CLIENT_SECRET: &str = "Xy9~sim~secret~value";
 
-/// Request-serving threads: enough for two paging chains, retries and token calls at once.
-const WORKERS: usize = 8;
+/// Request-serving threads: enough for 16 parallel client connections (the fast initial sync
+/// of notes 3.11 uses 16) plus two delta chains, retries and token calls at once. Each worker
+/// sleeps the injected latency itself, so this bounds how many requests are served at once.
+const WORKERS: usize = 24;
 /// How often idle workers look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
+/// Listening sockets sharing the port (SO_REUSEPORT), each with its own tiny_http server.
+/// Why: tiny_http runs each connection on a thread of a pool that starts with 4 threads, and
+/// when many connections arrive at once it queues them behind those 4 (it reads its idle
+/// count before the woken threads have taken their tasks), so 16 simultaneous connections
+/// were served 4 at a time. The kernel spreads connections over the listeners' pools.
+const LISTENERS: usize = 8;
 
-/// Which endpoint a request went to (and which requests a fault applies to).
+/// Which endpoint a request went to (and which requests a fault applies to). Coarse: the
+/// endpoints added later (lists, members, `$batch`) are told apart by `Endpoint` only, because
+/// code including the simulator matches this enum exhaustively.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
     /// The token endpoint.
@@ -66,7 +86,8 @@ pub enum Resource {
     /// The managed-identity endpoint (`GET /metadata/identity/oauth2/token`, IMDS or Arc).
     ManagedIdentity,
     /// As a fault target: the next request of any endpoint. As a recorded resource: a request
-    /// to an unknown path.
+    /// to an unknown path, or to an endpoint this enum has no variant for (plain lists,
+    /// members, `$batch`, applications; `Recorded::endpoint` tells them apart).
     Any,
 }
 
@@ -102,11 +123,14 @@ pub enum Fault {
 }
 
 impl Fault {
-    fn graph_only(&self) -> bool {
-        matches!(
-            self,
-            Fault::Gone | Fault::SyncStateNotFound | Fault::ForeignNextLink(_)
-        )
+    /// Whether this fault can be applied to a request for `endpoint` (delta-state faults only
+    /// to delta requests, link faults only where there are links).
+    fn applies_to(&self, endpoint: Endpoint) -> bool {
+        match self {
+            Fault::Gone | Fault::SyncStateNotFound => endpoint.is_delta(),
+            Fault::ForeignNextLink(_) => endpoint.has_links(),
+            _ => true,
+        }
     }
 }
 
@@ -192,6 +216,13 @@ pub struct Settings {
     /// The body of `GET /v1.0/applications(appId='…')` (notes 1.5) when the app holds
     /// Application.Read.All; `None` (default): 403 Authorization_RequestDenied.
     pub application: Option<serde_json::Value>,
+    /// Any `$filter` on `GET /users` / `GET /groups` answers 400 `Request_UnsupportedQuery`,
+    /// as a tenant or service that does not support partition filters (notes 3.11; default
+    /// false).
+    pub refuse_partition_filter: bool,
+    /// Read quota of the application + tenant pair (notes 5.2): `(RU, window)`, a token bucket
+    /// holding at most RU and refilled continuously at RU/window. `None` (default): unlimited.
+    pub ru_quota: Option<(u32, Duration)>,
 }
 
 impl Default for Settings {
@@ -218,6 +249,8 @@ impl Default for Settings {
             federated_tokens: Vec::new(),
             managed_identity: None,
             application: None,
+            refuse_partition_filter: false,
+            ru_quota: None,
         }
     }
 }
@@ -229,8 +262,12 @@ pub struct Recorded {
     pub method: String,
     /// The request target as sent (`/v1.0/users/delta?$select=…`).
     pub path_and_query: String,
-    /// Which endpoint it went to.
+    /// Which endpoint it went to (coarse).
     pub resource: Resource,
+    /// Which endpoint it went to.
+    pub endpoint: Endpoint,
+    /// A `$batch` item (method, target and headers are the item's, `at` the envelope's).
+    pub in_batch: bool,
     /// Request headers, names as sent.
     pub headers: Vec<(String, String)>,
     /// The form body of token requests; empty for Graph requests.
@@ -253,24 +290,30 @@ impl Recorded {
 
 #[derive(Default)]
 struct Faults {
-    queue: VecDeque<(Resource, Fault)>,
-    /// Taken `ForeignNextLink` faults waiting for a successful page of that resource.
-    foreign: Vec<(Resource, String)>,
+    queue: VecDeque<(Target, Fault)>,
+    /// Taken `ForeignNextLink` faults waiting for a successful page of that endpoint.
+    foreign: Vec<(Endpoint, String)>,
 }
 
 /// State shared by the `Sim` handle and the worker threads. Each lock is held only briefly
 /// and never together with another, so there is no lock order to get wrong.
 struct Shared {
     base: String,
-    server: tiny_http::Server,
+    servers: Vec<tiny_http::Server>,
+    /// Requests from all servers, for the workers.
+    queue: Mutex<mpsc::Receiver<tiny_http::Request>>,
     stop: AtomicBool,
     tenant: Mutex<Tenant>,
     settings: Mutex<Settings>,
     faults: Mutex<Faults>,
     links: Mutex<graph::LinkStore>,
+    list_links: Mutex<list::ListLinks>,
     tokens: Mutex<auth::TokenStore>,
+    bucket: Mutex<quota::Bucket>,
+    counters: Mutex<Counters>,
     log: Mutex<Vec<Recorded>>,
     serving_nanos: AtomicU64,
+    batches: AtomicU64,
 }
 
 /// Locks `mutex`, ignoring poisoning: a panicking test thread must not take the server down.
@@ -293,43 +336,83 @@ impl Shared {
         lock(&self.tokens)
     }
 
-    /// The first queued fault that applies to a request for `resource`, removed from the queue.
-    fn take_fault(&self, resource: Resource) -> Option<Fault> {
-        if resource == Resource::Any {
+    /// The first queued fault that applies to a request for `endpoint`, removed from the queue.
+    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        // Unknown paths and the application endpoint never took faults.
+        if matches!(endpoint, Endpoint::Unknown | Endpoint::Application) {
             return None;
         }
-        let graph = !matches!(resource, Resource::Token | Resource::ManagedIdentity);
         let mut faults = lock(&self.faults);
-        let position = faults.queue.iter().position(|(target, fault)| {
-            (*target == resource || *target == Resource::Any) && (graph || !fault.graph_only())
-        })?;
+        let position = faults
+            .queue
+            .iter()
+            .position(|(target, fault)| target.matches(endpoint) && fault.applies_to(endpoint))?;
         let (_, fault) = faults.queue.remove(position)?;
         if let Fault::ForeignNextLink(base) = &fault {
-            faults.foreign.push((resource, base.clone()));
+            faults.foreign.push((endpoint, base.clone()));
         }
         Some(fault)
     }
 
-    /// A pending foreign base for the next successful page of `ty`, consumed.
-    fn take_foreign_base(&self, ty: ObjectType) -> Option<String> {
-        let resource = resource_of(ty);
+    /// A pending foreign base for the next successful page of `endpoint`, consumed.
+    fn take_foreign_base(&self, endpoint: Endpoint) -> Option<String> {
         let mut faults = lock(&self.faults);
-        let position = faults.foreign.iter().position(|(r, _)| *r == resource)?;
+        let position = faults.foreign.iter().position(|(e, _)| *e == endpoint)?;
         let (_, base) = faults.foreign.remove(position);
         Some(base.trim_end_matches('/').to_string())
     }
+
+    /// Adds one answered request to the counters.
+    fn count(&self, endpoint: Endpoint, status: u16, charged: u32, in_batch: bool) {
+        let mut counters = lock(&self.counters);
+        counters.ru_spent += u64::from(charged);
+        *counters.requests.entry(endpoint).or_default() += 1;
+        match (status, in_batch) {
+            (429, true) => counters.throttled_in_batch += 1,
+            (429, false) => counters.throttled += 1,
+            _ => {}
+        }
+    }
+
+    /// Appends one answered request (or `$batch` item) to the log.
+    fn record(
+        &self,
+        incoming: &Incoming,
+        endpoint: Endpoint,
+        at: Instant,
+        status: u16,
+        in_batch: bool,
+    ) {
+        let body = if endpoint == Endpoint::Token {
+            incoming.body.clone()
+        } else {
+            String::new()
+        };
+        lock(&self.log).push(Recorded {
+            method: incoming.method.clone(),
+            path_and_query: incoming.path_and_query.clone(),
+            resource: endpoint.resource(),
+            endpoint,
+            in_batch,
+            headers: incoming.headers.clone(),
+            body,
+            at,
+            status,
+        });
+    }
 }
 
-fn resource_of(ty: ObjectType) -> Resource {
+fn delta_endpoint(ty: ObjectType) -> Endpoint {
     match ty {
-        ObjectType::User => Resource::Users,
-        ObjectType::Group => Resource::Groups,
+        ObjectType::User => Endpoint::UsersDelta,
+        ObjectType::Group => Endpoint::GroupsDelta,
     }
 }
 
 /// The simulator: an HTTP server on `127.0.0.1:0`; dropping it stops and joins its threads.
 pub struct Sim {
     shared: Arc<Shared>,
+    dispatchers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -341,30 +424,42 @@ impl Sim {
 
     /// Starts a simulator serving `tenant` (e.g. `Tenant::synthetic(…)`).
     pub fn start_with(tenant: Tenant) -> Sim {
-        // TCP_NODELAY, inherited by accepted sockets on Linux: tiny_http writes a response's
-        // head and body separately, and Nagle's algorithm against the client's delayed ACK
-        // would add ~40 ms to every page, which no real Graph front end does.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("sim: bind 127.0.0.1:0");
-        nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true)
-            .expect("sim: TCP_NODELAY");
-        let server = tiny_http::Server::from_listener(listener, None).expect("sim: listen");
-        let port = server
-            .server_addr()
-            .to_ip()
-            .map(|addr| addr.port())
-            .expect("sim: a TCP listener");
+        let first = listen(0);
+        let port = first.local_addr().expect("sim: a TCP listener").port();
+        let mut listeners = vec![first];
+        listeners.extend((1..LISTENERS).map(|_| listen(port)));
+        let servers = listeners
+            .into_iter()
+            .map(|listener| tiny_http::Server::from_listener(listener, None).expect("sim: listen"))
+            .collect();
+        let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared {
             base: format!("http://127.0.0.1:{port}"),
-            server,
+            servers,
+            queue: Mutex::new(receiver),
             stop: AtomicBool::new(false),
             tenant: Mutex::new(tenant),
             settings: Mutex::new(Settings::default()),
             faults: Mutex::default(),
             links: Mutex::default(),
+            list_links: Mutex::default(),
             tokens: Mutex::default(),
+            bucket: Mutex::default(),
+            counters: Mutex::default(),
             log: Mutex::default(),
             serving_nanos: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         });
+        let dispatchers = (0..LISTENERS)
+            .map(|i| {
+                let shared = Arc::clone(&shared);
+                let sender = sender.clone();
+                std::thread::Builder::new()
+                    .name(format!("sim-listener-{i}"))
+                    .spawn(move || dispatch(&shared, i, &sender))
+                    .expect("sim: spawn listener")
+            })
+            .collect();
         let workers = (0..WORKERS)
             .map(|i| {
                 let shared = Arc::clone(&shared);
@@ -374,7 +469,11 @@ impl Sim {
                     .expect("sim: spawn worker")
             })
             .collect();
-        Sim { shared, workers }
+        Sim {
+            shared,
+            dispatchers,
+            workers,
+        }
     }
 
     /// `http://127.0.0.1:PORT`: both the login host and the Graph host.
@@ -397,9 +496,22 @@ impl Sim {
         lock(&self.shared.settings)
     }
 
-    /// Queues a fault for the next request to `resource` (`Any`: to any endpoint), FIFO.
-    pub fn push_fault(&self, resource: Resource, fault: Fault) {
-        lock(&self.shared.faults).queue.push_back((resource, fault));
+    /// Queues a fault for the next request to `target` (a `Resource`, `Any` = any endpoint, or
+    /// an `Endpoint`), FIFO. `$batch` items take faults like top-level requests.
+    pub fn push_fault(&self, target: impl Into<Target>, fault: Fault) {
+        lock(&self.shared.faults)
+            .queue
+            .push_back((target.into(), fault));
+    }
+
+    /// RU spent, 429s and requests per endpoint since the start (or `reset_counters`).
+    pub fn counters(&self) -> Counters {
+        lock(&self.shared.counters).clone()
+    }
+
+    /// Zeroes the counters (the RU bucket itself is left as it is).
+    pub fn reset_counters(&self) {
+        *lock(&self.shared.counters) = Counters::default();
     }
 
     /// Faults queued and not yet consumed.
@@ -449,18 +561,54 @@ impl Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        for worker in self.workers.drain(..) {
-            // A worker that panicked has nothing left to clean up.
-            let _ = worker.join();
+        // Dispatchers first: once their senders are gone the workers' queue disconnects.
+        for thread in self.dispatchers.drain(..).chain(self.workers.drain(..)) {
+            // A thread that panicked has nothing left to clean up.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A socket bound to `127.0.0.1:port` (0: any) with SO_REUSEPORT, listening.
+fn listen(port: u16) -> std::net::TcpListener {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, sockopt};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("sim: socket");
+    socket::setsockopt(&fd, sockopt::ReusePort, &true).expect("sim: SO_REUSEPORT");
+    // TCP_NODELAY, inherited by accepted sockets on Linux: tiny_http writes a response's
+    // head and body separately, and Nagle's algorithm against the client's delayed ACK
+    // would add ~40 ms to every page, which no real Graph front end does.
+    socket::setsockopt(&fd, sockopt::TcpNoDelay, &true).expect("sim: TCP_NODELAY");
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).expect("sim: bind");
+    socket::listen(&fd, Backlog::new(1024).expect("sim: backlog")).expect("sim: listen");
+    std::net::TcpListener::from(fd)
+}
+
+/// Moves requests from server `index` to the workers' queue until the simulator stops.
+fn dispatch(shared: &Shared, index: usize, sender: &mpsc::Sender<tiny_http::Request>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Errors are broken connections: nothing to answer.
+        if let Ok(Some(request)) = shared.servers[index].recv_timeout(POLL)
+            && sender.send(request).is_err()
+        {
+            return;
         }
     }
 }
 
 fn work(shared: &Shared) {
-    while !shared.stop.load(Ordering::Relaxed) {
-        // Errors are broken connections: nothing to answer.
-        if let Ok(Some(request)) = shared.server.recv_timeout(POLL) {
-            serve(shared, request);
+    loop {
+        let next = lock(&shared.queue).recv_timeout(POLL);
+        match next {
+            Ok(request) => serve(shared, request),
+            Err(mpsc::RecvTimeoutError::Timeout) if !shared.stop.load(Ordering::Relaxed) => {}
+            Err(_) => return,
         }
     }
 }
@@ -469,79 +617,93 @@ fn work(shared: &Shared) {
 fn serve(shared: &Shared, mut request: tiny_http::Request) {
     let at = Instant::now();
     let incoming = Incoming::read(&mut request);
-    let resource = classify(&incoming.path);
     let settings = lock(&shared.settings).clone();
-    let ctx = Ctx::new(&incoming);
-    let fault = shared.take_fault(resource);
-    let mut pause = match (&fault, resource) {
-        (Some(Fault::Delay(delay)), _) => *delay,
-        _ => Duration::ZERO,
-    };
-    if matches!(resource, Resource::Users | Resource::Groups) {
-        pause += settings.page_latency;
-    }
-    let reply = route(shared, &incoming, &ctx, resource, fault.as_ref(), &settings);
+    let answer = evaluate(shared, &incoming, &settings, at, false);
     let elapsed = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
     shared.serving_nanos.fetch_add(elapsed, Ordering::Relaxed);
-    if !pause.is_zero() {
-        std::thread::sleep(pause);
+    if !answer.pause.is_zero() {
+        std::thread::sleep(answer.pause);
     }
-    let body = if resource == Resource::Token {
-        incoming.body
-    } else {
-        String::new()
-    };
-    lock(&shared.log).push(Recorded {
-        method: incoming.method,
-        path_and_query: incoming.path_and_query,
-        resource,
-        headers: incoming.headers,
-        body,
-        at,
-        status: reply.status,
-    });
+    shared.record(&incoming, answer.endpoint, at, answer.reply.status, false);
     // The client may have given up (timeout): nothing to do about a failed write.
-    let _ = request.respond(reply.into_response());
+    let _ = request.respond(answer.reply.into_response());
 }
 
-/// Which endpoint a path belongs to.
-fn classify(path: &str) -> Resource {
-    let lower = path.to_ascii_lowercase();
-    let lower = lower.trim_end_matches('/');
-    if lower.ends_with("/oauth2/v2.0/token") && lower.matches('/').count() == 4 {
-        return Resource::Token;
-    }
-    if lower == "/metadata/identity/oauth2/token" {
-        return Resource::ManagedIdentity;
-    }
-    let Some(rest) = lower.strip_prefix("/v1.0/") else {
-        return Resource::Any;
-    };
-    let Some((collection, function)) = rest.split_once('/') else {
-        return Resource::Any;
-    };
-    if !matches!(
-        function,
-        "delta" | "delta()" | "microsoft.graph.delta" | "microsoft.graph.delta()"
-    ) {
-        return Resource::Any;
-    }
-    match collection {
-        "users" => Resource::Users,
-        "groups" => Resource::Groups,
-        _ => Resource::Any,
-    }
+/// One evaluated request: the endpoint, the reply, and how long to wait before sending it.
+struct Answer {
+    endpoint: Endpoint,
+    reply: Reply,
+    pause: Duration,
 }
 
-/// Applies a status/body fault or hands the request to its endpoint.
-fn route(
+/// Evaluates one request, top-level or a `$batch` item (`in_batch`): the RU budget first (a
+/// throttled request reaches neither faults nor the endpoint), then a queued fault, then the
+/// endpoint. Counts it; recording is left to the caller.
+fn evaluate(
     shared: &Shared,
     incoming: &Incoming,
-    ctx: &Ctx,
-    resource: Resource,
-    fault: Option<&Fault>,
     settings: &Settings,
-) -> Reply {
+    at: Instant,
+    in_batch: bool,
+) -> Answer {
+    let endpoint = classify(&incoming.path);
+    let ctx = Ctx::new(incoming);
+    let charge = endpoint.is_graph().then(|| {
+        let cost = quota::cost(shared, endpoint, incoming);
+        lock(&shared.bucket).charge(settings.ru_quota, cost)
+    });
+    let mut pause = Duration::ZERO;
+    // Once per HTTP request, throttled ones included (a 429 is a round trip too): a $batch
+    // pays it once, its items not again.
+    if !in_batch && (endpoint.has_links() || endpoint == Endpoint::Batch) {
+        pause += settings.page_latency;
+    }
+    let mut reply = match &charge {
+        Some(quota::Charge::Throttled { retry_after, .. }) => {
+            throttled(&ctx, "TooManyRequests").with("Retry-After", quota::seconds(*retry_after))
+        }
+        _ => {
+            let fault = shared.take_fault(endpoint);
+            if let Some(Fault::Delay(delay)) = &fault {
+                pause += *delay;
+            }
+            let call = Call {
+                shared,
+                incoming,
+                ctx: &ctx,
+                settings,
+                at,
+            };
+            route(&call, endpoint, fault.as_ref(), &mut pause)
+        }
+    };
+    if let Some(charge) = &charge {
+        quota::decorate(&mut reply, charge);
+    }
+    let charged = charge.as_ref().map_or(0, quota::Charge::charged);
+    shared.count(endpoint, reply.status, charged, in_batch);
+    Answer {
+        endpoint,
+        reply,
+        pause,
+    }
+}
+
+/// What an endpoint needs to answer one request.
+struct Call<'a> {
+    shared: &'a Shared,
+    incoming: &'a Incoming,
+    ctx: &'a Ctx,
+    settings: &'a Settings,
+    /// When the (outer) request arrived.
+    at: Instant,
+}
+
+/// Applies a status/body fault or hands the request to its endpoint. `pause` collects extra
+/// waiting (a `$batch` adds its items' `Delay` faults).
+fn route(call: &Call, endpoint: Endpoint, fault: Option<&Fault>, pause: &mut Duration) -> Reply {
+    let (shared, incoming, ctx, settings) = (call.shared, call.incoming, call.ctx, call.settings);
+    let resource = endpoint.resource();
     match fault {
         Some(Fault::Status {
             status,
@@ -566,138 +728,32 @@ fn route(
         }
         _ => {}
     }
-    let mut reply = match resource {
-        Resource::Token => auth::serve(&mut shared.tokens(), incoming, ctx, settings, &shared.base),
-        Resource::ManagedIdentity => {
+    let mut reply = match endpoint {
+        Endpoint::Token => auth::serve(&mut shared.tokens(), incoming, ctx, settings, &shared.base),
+        Endpoint::ManagedIdentity => {
             identity::serve_managed_identity(&mut shared.tokens(), incoming, ctx, settings)
         }
-        Resource::Users => graph::serve(shared, incoming, ctx, ObjectType::User, fault, settings),
-        Resource::Groups => graph::serve(shared, incoming, ctx, ObjectType::Group, fault, settings),
-        Resource::Any if incoming.path.starts_with("/v1.0/applications(") => {
+        Endpoint::UsersDelta => {
+            graph::serve(shared, incoming, ctx, ObjectType::User, fault, settings)
+        }
+        Endpoint::GroupsDelta => {
+            graph::serve(shared, incoming, ctx, ObjectType::Group, fault, settings)
+        }
+        Endpoint::UserList | Endpoint::GroupList | Endpoint::Members => {
+            list::serve(shared, incoming, ctx, endpoint, settings)
+        }
+        Endpoint::Batch => {
+            let (reply, extra) = batch::serve(call);
+            *pause += extra;
+            reply
+        }
+        Endpoint::Application => {
             identity::serve_application(&shared.tokens(), incoming, ctx, settings)
         }
-        Resource::Any => not_found(ctx, incoming),
+        Endpoint::Unknown => not_found(ctx, incoming),
     };
     if matches!(fault, Some(Fault::Truncated)) && reply.status == 200 {
         reply.truncate();
     }
     reply
-}
-
-fn not_found(ctx: &Ctx, incoming: &Incoming) -> Reply {
-    let segment = incoming
-        .path
-        .trim_matches('/')
-        .split('/')
-        .nth(1)
-        .unwrap_or_default();
-    let message = format!("Resource not found for the segment '{segment}'.");
-    Reply::graph_error(ctx, 404, "Request_ResourceNotFound", &message)
-}
-
-/// An injected status: Graph error body (with throttling headers for 429) or AAD error body.
-/// An empty `code` gets the code the service usually sends with that status.
-fn status_fault(
-    ctx: &Ctx,
-    resource: Resource,
-    status: u16,
-    retry_after: Option<&str>,
-    code: &'static str,
-) -> Reply {
-    let mut reply = if resource == Resource::Token {
-        auth::aad_error(ctx, &token_status_error(status, code))
-    } else {
-        let code = if code.is_empty() {
-            default_graph_code(status)
-        } else {
-            code
-        };
-        match status {
-            429 => throttled(ctx, code),
-            401 => Reply::graph_error(ctx, status, code, status_message(status))
-                .with("WWW-Authenticate", "Bearer realm=\"\""),
-            _ => Reply::graph_error(ctx, status, code, status_message(status)),
-        }
-    };
-    if let Some(retry_after) = retry_after {
-        reply = reply.with("Retry-After", retry_after);
-    }
-    reply
-}
-
-fn token_status_error(status: u16, code: &'static str) -> auth::AadError {
-    let (aadsts, text) = match status {
-        429 => (
-            90055,
-            "The tenant is being throttled. Please try again later.",
-        ),
-        400..=499 => (900144, "The request is not valid."),
-        _ => (
-            50000,
-            "There was an error issuing a token or an issue with our sign-in service.",
-        ),
-    };
-    let error = match (code, status) {
-        ("", 400..=428 | 430..=499) => "invalid_request",
-        ("", _) => "temporarily_unavailable",
-        (code, _) => code,
-    };
-    auth::AadError {
-        status,
-        error,
-        code: aadsts,
-        text: text.to_string(),
-    }
-}
-
-fn default_graph_code(status: u16) -> &'static str {
-    match status {
-        400 => "BadRequest",
-        401 => "InvalidAuthenticationToken",
-        403 => "Authorization_RequestDenied",
-        404 => "Request_ResourceNotFound",
-        429 => "TooManyRequests",
-        502 => "BadGateway",
-        503 => "ServiceUnavailable",
-        504 => "GatewayTimeout",
-        _ => "UnknownError",
-    }
-}
-
-/// The documented 429 body (notes 5.1) and throttle headers (notes 5.2).
-fn throttled(ctx: &Ctx, code: &str) -> Reply {
-    let body = json!({"error": {
-        "code": code,
-        "message": "Please retry again later.",
-        "innerError": {
-            "code": "429",
-            "date": http::graph_date(),
-            "message": "Please retry after",
-            "request-id": ctx.request_id,
-            "client-request-id": ctx.client_request_id,
-            "status": "429",
-        }
-    }});
-    Reply::graph(ctx, 429, body.to_string().into_bytes())
-        .with(
-            "x-ms-throttle-scope",
-            format!("Tenant_Application/Read/{CLIENT_ID}/{TENANT_ID}"),
-        )
-        .with("x-ms-throttle-information", "ResourceUnitLimitExceeded")
-        .with("x-ms-throttle-limit-percentage", "1.2")
-        .with("x-ms-resource-unit", "1")
-}
-
-fn status_message(status: u16) -> &'static str {
-    match status {
-        400 => "The request is not valid.",
-        401 => "Access token validation failure.",
-        403 => "Insufficient privileges to complete the operation.",
-        404 => "Resource not found.",
-        500 => "An internal server error occurred. Please retry later.",
-        502 => "Bad Gateway.",
-        503 => "The service is temporarily unavailable. Please retry later.",
-        504 => "The gateway timed out waiting for the backend service.",
-        _ => "The request failed.",
-    }
 }
