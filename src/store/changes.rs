@@ -207,7 +207,7 @@ impl Tx<'_> {
                      WHERE group_key = ?1 AND member_key IN (SELECT value FROM json_each(?2))",
                 )
                 .map_err(|e| self.err(e))?;
-            let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
+            let list = json_list(&keys);
             let mut rows = statement
                 .query(params![group_key, list])
                 .map_err(|e| self.err(e))?;
@@ -415,7 +415,7 @@ impl Tx<'_> {
                     return Ok(()); // counted per group when the round completes
                 }
                 let detail = link_detail(group, member_type);
-                self.audit_text(run, now, "membership", member, "added", &detail)
+                self.audit_text(run, now, "membership", member, "added", Some(&detail))
             }
             Change::SeenMember {
                 group,
@@ -439,7 +439,7 @@ impl Tx<'_> {
                     return Ok(());
                 }
                 let detail = link_detail(group, member_type);
-                self.audit_text(run, now, "membership", member, "removed", &detail)
+                self.audit_text(run, now, "membership", member, "removed", Some(&detail))
             }
         }
     }
@@ -488,9 +488,10 @@ impl Tx<'_> {
     }
 }
 
-fn json_list(ids: &[&str]) -> String {
-    // Straight to text: no copy of the ids into a JSON value first.
-    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+/// A list of ids or keys as the JSON text `json_each` reads, written straight to text (no
+/// copy into a JSON value first).
+pub(super) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// A membership event's detail, `{"group": "<group id>", "type": "<member type>"}`, written

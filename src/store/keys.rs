@@ -111,7 +111,7 @@ impl Tx<'_> {
 
     /// Gives each of `ids` (sorted, distinct, none with a key) a key; returns them in order.
     fn give_keys(&self, ids: &[&str]) -> Result<Vec<i64>> {
-        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+        let list = super::changes::json_list(ids);
         self.tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO object_keys (id) SELECT value FROM json_each(?1)",

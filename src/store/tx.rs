@@ -135,23 +135,11 @@ impl Tx<'_> {
         detail: Option<&Value>,
     ) -> Result<()> {
         let detail = detail.map(Value::to_string);
-        self.insert_audit(run, now, entity, entity_id, action, detail.as_deref())
+        self.audit_text(run, now, entity, entity_id, action, detail.as_deref())
     }
 
-    /// [`Tx::audit`] with a detail already written as JSON text.
+    /// [`Tx::audit`] with the detail already written as JSON text.
     pub fn audit_text(
-        &self,
-        run: i64,
-        now: &str,
-        entity: &str,
-        entity_id: &str,
-        action: &str,
-        detail: &str,
-    ) -> Result<()> {
-        self.insert_audit(run, now, entity, entity_id, action, Some(detail))
-    }
-
-    fn insert_audit(
         &self,
         run: i64,
         now: &str,

@@ -41,12 +41,7 @@ pub(super) fn serve(call: &Call) -> (Reply, Duration) {
         )
     };
     if incoming.method != "POST" {
-        let reply = Reply::graph_error(
-            ctx,
-            405,
-            "Request_BadRequest",
-            "Specified HTTP method is not allowed for the request target.",
-        );
+        let reply = Reply::method_not_allowed(ctx);
         return (reply, Duration::ZERO);
     }
     let Ok(body) = serde_json::from_str::<Value>(&incoming.body) else {

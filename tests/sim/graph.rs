@@ -163,12 +163,7 @@ pub(super) fn serve(
     settings: &Settings,
 ) -> Reply {
     if incoming.method != "GET" {
-        return Reply::graph_error(
-            ctx,
-            405,
-            "Request_BadRequest",
-            "Specified HTTP method is not allowed for the request target.",
-        );
+        return Reply::method_not_allowed(ctx);
     }
     let params = match Params::parse(&incoming.query) {
         Ok(params) => params,

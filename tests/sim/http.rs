@@ -140,6 +140,16 @@ impl Reply {
         Reply::graph(ctx, status, body.to_string().into_bytes())
     }
 
+    /// 405 for a method the path does not take, as Graph words it.
+    pub fn method_not_allowed(ctx: &Ctx) -> Reply {
+        Reply::graph_error(
+            ctx,
+            405,
+            "Request_BadRequest",
+            "Specified HTTP method is not allowed for the request target.",
+        )
+    }
+
     /// Cuts the body in half (a connection dropped mid-body; Content-Length follows).
     pub fn truncate(&mut self) {
         let keep = self.body.len() / 2;
