@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::graph::{Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
+    include_str!("schema_v7.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +136,9 @@ pub struct SyncState {
     /// The resource's first full round into an empty table is under way: its memberships
     /// are audited as one row per group when it completes, not one per link.
     pub baseline: bool,
+    /// The next incremental round is the catch-up after a snapshot: it records the groups
+    /// it reports for a re-read (`snapshot_groups`, purpose 'recheck').
+    pub catchup: bool,
 }
 
 /// The database handle. One writer at a time: the daemon (or `sync`) holds it.
@@ -413,6 +417,7 @@ mod health;
 mod history;
 mod keys;
 mod metrics;
+mod progress;
 mod snapshot;
 mod status;
 mod team;
@@ -422,6 +427,7 @@ pub use explain::{AuditRow, UserRow};
 pub use health::{Checkpoint, create_state_directory, mebibytes, wal_bytes};
 pub use history::{TEAM_AT_SQL, TEAM_CHANGES_SQL, TeamChange, TeamMember};
 pub use metrics::PassRecord;
+pub use progress::{Chain, Purpose, SnapshotState, StoredLink};
 pub use snapshot::Event;
 pub use status::{Contents, Run};
 pub use team::{GroupRef, MappingView, Pin};
@@ -429,7 +435,8 @@ pub use tx::Tx;
 
 fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<SyncState> {
     conn.query_row(
-        "SELECT delta_link, delta_link_at, query, resume_link, resume_full, generation, baseline
+        "SELECT delta_link, delta_link_at, query, resume_link, resume_full, generation, baseline,
+                catchup
          FROM sync_state WHERE resource = ?1",
         [resource.name()],
         |r| {
@@ -441,6 +448,7 @@ fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<Sy
                 resume_full: r.get(4)?,
                 generation: r.get(5)?,
                 baseline: r.get(6)?,
+                catchup: r.get(7)?,
             })
         },
     )

@@ -224,7 +224,7 @@ impl Tx<'_> {
                  VALUES (?1, ?2, ?4, ?3, NULL, 0, 0, ?4)
                  ON CONFLICT (resource) DO UPDATE SET delta_link = ?2, delta_link_at = ?4,
                     query = ?3, resume_link = NULL, resume_full = 0, updated_at = ?4,
-                    baseline = 0",
+                    baseline = 0, catchup = 0",
                 params![resource.name(), link, query, now],
             )
             .map_err(|e| self.err(e))?;

@@ -7,7 +7,9 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde_json::{Map, Value, json};
 
 use crate::graph::{DirectoryObject, MemberChange, Removal};
-use crate::store::{Change, Counts, Kind, Known, Lookup, Reason, Unseen, Wanted};
+use crate::store::{
+    Change, Counts, Kind, Known, KnownLink, Lookup, Reason, StoredLink, Unseen, Wanted,
+};
 
 /// The stored rows a page needs: every object it names, the memberships its
 /// `members@delta` entries name, the memberships of what it deletes permanently, and the
@@ -59,16 +61,7 @@ pub fn page(
         kind,
         generation,
         objects: lookup.objects,
-        links: stored
-            .iter()
-            .map(|((group, member), link)| {
-                let link = Link {
-                    member_type: link.member_type.as_str(),
-                    seen_generation: link.seen_generation,
-                };
-                ((group.as_str(), member.as_str()), Some(link))
-            })
-            .collect(),
+        links: borrowed_links(&stored),
         users: lookup.users,
         groups: lookup.groups,
         purged: Vec::new(),
@@ -79,6 +72,89 @@ pub fn page(
     }
     planner.purge(lookup.purged_links);
     planner.changes
+}
+
+/// The stored rows a page of `group`'s member list needs: the group (stored, since it was
+/// listed first), its links to these members, the kind of untyped members.
+pub fn wanted_members<'a>(group: &'a str, members: &'a [MemberChange]) -> Wanted<'a> {
+    Wanted {
+        objects: vec![group],
+        links: vec![(group, members.iter().map(|m| m.id.as_str()).collect())],
+        purged: Vec::new(),
+        untyped: members
+            .iter()
+            .filter(|m| m.kind == UNTYPED)
+            .map(|m| m.id.as_str())
+            .collect(),
+    }
+}
+
+/// Plans one page of `group`'s member list read by a snapshot of round `generation`: new
+/// links are added, stored ones stamped as seen (reconciliation removes the rest), exactly
+/// as a full delta round's `members@delta` would.
+pub fn listed_members(
+    group: &str,
+    members: &[MemberChange],
+    lookup: Lookup,
+    generation: i64,
+) -> Vec<Change> {
+    let stored = lookup.links;
+    let mut planner = Planner {
+        kind: Kind::Group,
+        generation,
+        objects: lookup.objects,
+        links: borrowed_links(&stored),
+        users: lookup.users,
+        groups: lookup.groups,
+        purged: Vec::new(),
+        changes: Vec::new(),
+    };
+    for member in members.iter().filter(|m| !m.removed) {
+        planner.membership(group, member);
+    }
+    planner.changes
+}
+
+/// Plans the re-read of a group the catch-up round reported: its stored links are made
+/// exactly the `listed` ones (3.11 (b)), except the hidden links of soft-deleted users,
+/// which member lists never show and a restore brings back (3.8).
+pub fn recheck(group: &str, listed: &[MemberChange], stored: &[StoredLink]) -> Vec<Change> {
+    let by_member: HashMap<&str, &StoredLink> =
+        stored.iter().map(|l| (l.member.as_str(), l)).collect();
+    let mut changes = Vec::new();
+    let mut seen = HashSet::new();
+    for member in listed.iter().filter(|m| !m.removed) {
+        if !seen.insert(member.id.as_str()) {
+            continue;
+        }
+        let (group, id) = (group.to_owned(), member.id.clone());
+        match by_member.get(member.id.as_str()) {
+            None => changes.push(Change::AddMember {
+                group,
+                member: id,
+                member_type: member.kind.clone(),
+            }),
+            Some(link) if link.member_type != member.kind && member.kind != UNTYPED => {
+                changes.push(Change::SeenMember {
+                    group,
+                    member: id,
+                    member_type: member.kind.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    for link in stored {
+        if !link.hidden && !seen.contains(link.member.as_str()) {
+            changes.push(Change::RemoveMember {
+                group: group.to_owned(),
+                member: link.member.clone(),
+                member_type: link.member_type.clone(),
+                reason: Reason::NotReported,
+            });
+        }
+    }
+    changes
 }
 
 /// Plans the end of a complete full round: whatever it did not report is gone from the
@@ -213,6 +289,22 @@ struct Planner<'p> {
     /// Objects deleted permanently on this page, whose memberships go at its end.
     purged: Vec<String>,
     changes: Vec<Change>,
+}
+
+/// The stored links as the planner tracks them, borrowed from the lookup.
+fn borrowed_links(
+    stored: &HashMap<(String, String), KnownLink>,
+) -> HashMap<(&str, &str), Option<Link<'_>>> {
+    stored
+        .iter()
+        .map(|((group, member), link)| {
+            let link = Link {
+                member_type: link.member_type.as_str(),
+                seen_generation: link.seen_generation,
+            };
+            ((group.as_str(), member.as_str()), Some(link))
+        })
+        .collect()
 }
 
 /// A membership as the planner tracks it ([`KnownLink`](crate::store::KnownLink), borrowed).
