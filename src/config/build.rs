@@ -282,6 +282,25 @@ pub(super) fn build_sync(
             Some(base_dir.join(raw_path))
         }
     };
+    let full_pass = match &sync.full_pass {
+        None => FullPass::default(),
+        Some(value) => FullPass::from_name(value.get_ref()).ok_or_else(|| {
+            let valid = FullPass::ALL.map(FullPass::as_str).join(", ");
+            ctx.invalid(
+                value.span(),
+                "sync.full_pass",
+                format!(
+                    "{:?} is not a way to read the tenant; use one of {valid} (snapshot, the default, reads it in parallel; delta one page after another)",
+                    value.get_ref()
+                ),
+            )
+        })?,
+    };
+    let max_concurrency = match &sync.max_concurrency {
+        None => DEFAULT_MAX_CONCURRENCY,
+        Some(value) => parse_max_concurrency(*value.get_ref())
+            .map_err(|m| ctx.invalid(value.span(), "sync.max_concurrency", m))?,
+    };
     Ok(SyncSettings {
         enabled,
         interval,
@@ -289,7 +308,23 @@ pub(super) fn build_sync(
         max_deletions,
         database,
         metrics_file,
+        full_pass,
+        max_concurrency,
     })
+}
+
+/// An integer within [`MAX_CONCURRENCY`].
+fn parse_max_concurrency(value: i64) -> Result<usize, String> {
+    match usize::try_from(value) {
+        Ok(n) if MAX_CONCURRENCY.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{value} is not from {} to {}; give the number of requests in flight during a snapshot, from {} to {} (the default is {DEFAULT_MAX_CONCURRENCY})",
+            MAX_CONCURRENCY.start(),
+            MAX_CONCURRENCY.end(),
+            MAX_CONCURRENCY.start(),
+            MAX_CONCURRENCY.end(),
+        )),
+    }
 }
 
 /// `500`, `0` (off) or `"10%"`.
@@ -458,6 +493,67 @@ mod tests {
                 &with_head("[sync]\nmax_deletions = 1.5\n"),
                 &format!(
                     "config: {P}:5: sync.max_deletions: invalid type: float, expected an integer or a percentage string; {fix}"
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn full_pass_and_max_concurrency() {
+        for (text, full_pass, max_concurrency) in [
+            ("", FullPass::Snapshot, 8),
+            ("full_pass = \"snapshot\"\n", FullPass::Snapshot, 8),
+            ("full_pass = \"delta\"\n", FullPass::Delta, 8),
+            ("full_pass = \"Delta\"\n", FullPass::Delta, 8),
+            ("max_concurrency = 1\n", FullPass::Snapshot, 1),
+            ("max_concurrency = 16\n", FullPass::Snapshot, 16),
+            (
+                "full_pass = \"delta\"\nmax_concurrency = 4\n",
+                FullPass::Delta,
+                4,
+            ),
+        ] {
+            let config = ok(&with_head(&format!("[sync]\n{text}")));
+            assert_eq!(config.sync.full_pass, full_pass, "{text}");
+            assert_eq!(config.sync.max_concurrency, max_concurrency, "{text}");
+        }
+        let modes = "use one of snapshot, delta (snapshot, the default, reads it in parallel; delta one page after another)";
+        let range = "give the number of requests in flight during a snapshot, from 1 to 16 (the default is 8)";
+        check_errors(&[
+            (
+                &with_head("[sync]\nfull_pass = \"parallel\"\n"),
+                &format!(
+                    "config: {P}:5: sync.full_pass: \"parallel\" is not a way to read the tenant; {modes}"
+                ),
+            ),
+            (
+                &with_head("[sync]\nfull_pass = \"\"\n"),
+                &format!(
+                    "config: {P}:5: sync.full_pass: \"\" is not a way to read the tenant; {modes}"
+                ),
+            ),
+            (
+                &with_head("[sync]\nfull_pass = true\n"),
+                &format!(
+                    "config: {P}:5: sync.full_pass: invalid type: boolean `true`, expected a string; write it like full_pass = \"snapshot\""
+                ),
+            ),
+            (
+                &with_head("[sync]\nmax_concurrency = 0\n"),
+                &format!("config: {P}:5: sync.max_concurrency: 0 is not from 1 to 16; {range}"),
+            ),
+            (
+                &with_head("[sync]\nmax_concurrency = 17\n"),
+                &format!("config: {P}:5: sync.max_concurrency: 17 is not from 1 to 16; {range}"),
+            ),
+            (
+                &with_head("[sync]\nmax_concurrency = -3\n"),
+                &format!("config: {P}:5: sync.max_concurrency: -3 is not from 1 to 16; {range}"),
+            ),
+            (
+                &with_head("[sync]\nmax_concurrency = \"8\"\n"),
+                &format!(
+                    "config: {P}:5: sync.max_concurrency: invalid type: string \"8\", expected i64; write it like max_concurrency = 8"
                 ),
             ),
         ]);
@@ -636,6 +732,8 @@ mod tests {
                     max_deletions: MaxDeletions::Count(500),
                     database: PathBuf::from("/var/lib/entra-sync/entra-sync.db"),
                     metrics_file: None,
+                    full_pass: FullPass::Snapshot,
+                    max_concurrency: 8,
                 },
                 mapping: Mapping {
                     team: "Microsoft Entra ID Users".to_owned(),

@@ -216,7 +216,53 @@ pub struct SyncSettings {
     pub database: PathBuf,
     /// Where the daemon writes its Prometheus metrics (textfile collector format), if set.
     pub metrics_file: Option<PathBuf>,
+    /// `sync.full_pass`: how a full pass reads the tenant.
+    pub full_pass: FullPass,
+    /// `sync.max_concurrency`: requests in flight during a snapshot, within
+    /// [`MAX_CONCURRENCY`].
+    pub max_concurrency: usize,
 }
+
+/// `sync.full_pass`: how a full pass reads the tenant (graph-protocol.md 3.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FullPass {
+    /// `"snapshot"`: a "latest" delta link first, then the non-delta lists read in parallel,
+    /// then delta rounds from that link to catch up.
+    #[default]
+    Snapshot,
+    /// `"delta"`: one delta round per resource from the start, one page after another.
+    Delta,
+}
+
+impl FullPass {
+    pub const ALL: [FullPass; 2] = [FullPass::Snapshot, FullPass::Delta];
+
+    /// The TOML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FullPass::Snapshot => "snapshot",
+            FullPass::Delta => "delta",
+        }
+    }
+
+    /// Parses the TOML spelling, ignoring ASCII case.
+    pub fn from_name(name: &str) -> Option<FullPass> {
+        FullPass::ALL
+            .into_iter()
+            .find(|mode| mode.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for FullPass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Default of `sync.max_concurrency`.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+/// Accepted values of `sync.max_concurrency` (Microsoft's sample uses 16 connections).
+pub const MAX_CONCURRENCY: std::ops::RangeInclusive<usize> = 1..=16;
 
 /// `sync.max_deletions`: how many users marked deleted, groups marked deleted, or members
 /// removed from the team one pass may apply, each kind counted on its own.
@@ -535,6 +581,8 @@ mod tests {
                 max_deletions: DEFAULT_MAX_DELETIONS,
                 database: PathBuf::from(DEFAULT_DATABASE),
                 metrics_file: None,
+                full_pass: FullPass::Snapshot,
+                max_concurrency: DEFAULT_MAX_CONCURRENCY,
             },
             mapping: Mapping {
                 team: DEFAULT_TEAM.to_owned(),
@@ -549,7 +597,7 @@ mod tests {
         // The commented-out keys show the defaults: uncommenting all of them changes nothing.
         let (uncommented, count) = uncomment_defaults(&text);
         assert_eq!(
-            count, 12,
+            count, 14,
             "every optional key with a default is shown:\n{uncommented}"
         );
         let config = Config::parse(&uncommented, &config_path, &Env::default()).unwrap();

@@ -57,6 +57,8 @@ pub(super) const SCHEMA: &[(&str, &[KeyExample])] = &[
                 "metrics_file",
                 "\"/var/lib/prometheus/node-exporter/entra-sync.prom\"",
             ),
+            ("full_pass", "\"snapshot\""),
+            ("max_concurrency", "8"),
         ],
     ),
     (
@@ -134,6 +136,8 @@ pub(super) struct RawSync {
     pub(super) max_deletions: Option<Spanned<toml::Value>>,
     pub(super) database: Option<Spanned<String>>,
     pub(super) metrics_file: Option<Spanned<String>>,
+    pub(super) full_pass: Option<Spanned<String>>,
+    pub(super) max_concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,7 +315,7 @@ mod tests {
             ),
             (
                 &with_head("[sync]\nintervall = \"5m\"\n"),
-                "config: /etc/entra-sync/config.toml:5: sync.intervall: unknown key; did you mean interval? (valid keys in [sync]: enabled, interval, full_sync_interval, max_deletions, database, metrics_file)",
+                "config: /etc/entra-sync/config.toml:5: sync.intervall: unknown key; did you mean interval? (valid keys in [sync]: enabled, interval, full_sync_interval, max_deletions, database, metrics_file, full_pass, max_concurrency)",
             ),
             (
                 &with_head("[mapping]\nInclude-Disabled = true\n"),
