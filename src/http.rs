@@ -55,8 +55,13 @@ pub fn read_body(response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, 
 
 /// `Retry-After` as seconds (Graph sends fractions such as `2.128`) or as an HTTP date.
 pub fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("retry-after")?.to_str().ok()?.trim();
-    parse_retry_after(value, SystemTime::now())
+    retry_after_value(headers.get("retry-after")?.to_str().ok()?)
+}
+
+/// A `Retry-After` value read elsewhere than in response headers (a `$batch` item's), as
+/// [`retry_after`] reads it.
+pub fn retry_after_value(value: &str) -> Option<Duration> {
+    parse_retry_after(value.trim(), SystemTime::now())
 }
 
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
@@ -78,6 +83,20 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
             .unwrap_or(Duration::ZERO)
             .min(MAX_RETRY_AFTER),
     )
+}
+
+/// `text` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`, RFC 3986) as
+/// `%XX`: a `$filter` value or a path segment that cannot end the query or the path.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Longest piece of server text (an error message, a code, a header) quoted in a log line or
@@ -163,6 +182,17 @@ mod tests {
         assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("-1", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn percent_encoding_leaves_only_unreserved_bytes() {
+        assert_eq!(
+            percent_encode("userPrincipalName ge 'a' and x lt 'b'"),
+            "userPrincipalName%20ge%20%27a%27%20and%20x%20lt%20%27b%27"
+        );
+        assert_eq!(percent_encode("a&b=c/d?e#f%"), "a%26b%3Dc%2Fd%3Fe%23f%25");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        assert_eq!(percent_encode("Az09-._~"), "Az09-._~");
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! What can go wrong fetching a delta page, in words an operator can act on.
+//! What can go wrong fetching a page (delta, list, members), in words an operator can act on.
 
 use super::Resource;
 use crate::auth::AuthError;
 
-#[derive(Debug, thiserror::Error)]
+/// `Clone`: a `$batch` that fails as a whole fails each of its items with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GraphError {
     #[error("graph: {resource} delta state was lost (HTTP {status}{}), a full pass is needed", code_suffix(.code))]
     DeltaStateLost {
@@ -104,5 +105,12 @@ impl GraphError {
     /// True when Graph answered with a page that does not parse (never retried).
     pub fn is_unusable_page(&self) -> bool {
         matches!(self, GraphError::UnusablePage { .. })
+    }
+
+    /// True when Graph refused the query itself (HTTP 400, such as `Request_UnsupportedQuery`):
+    /// on a list with a partition filter, "this tenant does not support it" (graph-protocol.md
+    /// 3.11), and the snapshot falls back to one unfiltered list.
+    pub fn is_unsupported_query(&self) -> bool {
+        matches!(self, GraphError::Refused { status: 400, .. })
     }
 }

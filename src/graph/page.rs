@@ -103,70 +103,151 @@ fn prop_type(resource: Resource, name: &str) -> Option<PropType> {
     }
 }
 
+/// One page of `GET /users` or `GET /groups` (graph-protocol.md 3.11): live objects only, no
+/// deltaLink; `next` is the nextLink, `None` on the last page.
+#[derive(Debug)]
+pub struct ListPage {
+    pub objects: Vec<DirectoryObject>,
+    pub next: Option<String>,
+}
+
+/// One page of `GET /groups/{id}/members`: the group's direct members (`removed` always
+/// false), `next` as on a [`ListPage`].
+#[derive(Debug)]
+pub struct MembersPage {
+    pub members: Vec<MemberChange>,
+    pub next: Option<String>,
+}
+
 /// Parses a `resource` delta page. Exactly one of nextLink and deltaLink must be present; the
 /// error says what is wrong (it may quote the body: pass it through `http::server_text`).
 pub fn parse_page(resource: Resource, body: &[u8]) -> Result<Page, String> {
+    let mut members = 0;
+    let seed = ObjectsSeed {
+        resource,
+        delta: true,
+        members: &mut members,
+    };
+    let envelope = parse_envelope(body, seed)?;
+    let objects = envelope.value.ok_or("no \"value\" array")?;
+    let next = match (envelope.next_link, envelope.delta_link) {
+        (Some(next), None) => Next::More(next),
+        (None, Some(delta)) => Next::Done(delta),
+        (Some(_), Some(_)) => return Err("both a nextLink and a deltaLink".into()),
+        (None, None) => return Err("neither a nextLink nor a deltaLink".into()),
+    };
+    Ok(Page { objects, next })
+}
+
+/// Parses a page of the plain `resource` list, as [`parse_page`] does a delta page, with the
+/// same types and caps. A list carries no delta annotations: a deltaLink or an `@removed`
+/// object refuses the page, `members@delta` is not selected and skipped.
+pub fn parse_list(resource: Resource, body: &[u8]) -> Result<ListPage, String> {
+    let mut members = 0;
+    let seed = ObjectsSeed {
+        resource,
+        delta: false,
+        members: &mut members,
+    };
+    let envelope = parse_envelope(body, seed)?;
+    let objects = envelope.value.ok_or("no \"value\" array")?;
+    if envelope.delta_link.is_some() {
+        return Err("a deltaLink on a list page".into());
+    }
+    Ok(ListPage {
+        objects,
+        next: envelope.next_link,
+    })
+}
+
+/// Parses a page of a group's members: directory objects of which only `@odata.type` and `id`
+/// are read, at most [`MAX_MEMBER_ENTRIES`]; a deltaLink or an `@removed` entry refuses it.
+pub fn parse_members(body: &[u8]) -> Result<MembersPage, String> {
+    let mut count = 0;
+    let seed = MembersSeed {
+        members: &mut count,
+        nullable: false,
+    };
+    let envelope = parse_envelope(body, seed)?;
+    let members = envelope.value.flatten().ok_or("no \"value\" array")?;
+    if envelope.delta_link.is_some() {
+        return Err("a deltaLink on a members page".into());
+    }
+    if members.iter().any(|m| m.removed) {
+        return Err("a removed entry on a members page".into());
+    }
+    Ok(MembersPage {
+        members,
+        next: envelope.next_link,
+    })
+}
+
+/// What every page of a Graph collection holds: its `value` (read by the seed given) and its
+/// links, each at most once; other top-level keys (`@odata.context`) are skipped.
+struct Envelope<T> {
+    value: Option<T>,
+    next_link: Option<String>,
+    delta_link: Option<String>,
+}
+
+/// Parses `body` whole as an [`Envelope`] whose `value` `seed` reads.
+fn parse_envelope<'de, S: DeserializeSeed<'de>>(
+    body: &'de [u8],
+    seed: S,
+) -> Result<Envelope<S::Value>, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let page = PageSeed { resource }
+    let envelope = EnvelopeSeed { value: seed }
         .deserialize(&mut deserializer)
         .map_err(|e| format!("invalid page: {e}"))?;
     deserializer
         .end()
         .map_err(|e| format!("invalid page: {e}"))?;
-    page
+    Ok(envelope)
 }
 
-struct PageSeed {
-    resource: Resource,
+struct EnvelopeSeed<S> {
+    value: S,
 }
 
-impl<'de> DeserializeSeed<'de> for PageSeed {
-    /// The outer error is JSON (with its position), the inner one the page's shape.
-    type Value = Result<Page, String>;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for EnvelopeSeed<S> {
+    type Value = Envelope<S::Value>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for PageSeed {
-    type Value = Result<Page, String>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for EnvelopeSeed<S> {
+    type Value = Envelope<S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a delta page (a JSON object)")
+        f.write_str("a page (a JSON object)")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut next_link: Option<String> = None;
-        let mut delta_link: Option<String> = None;
-        let mut objects: Option<Vec<DirectoryObject>> = None;
-        let mut members = 0;
+        let mut seed = Some(self.value);
+        let mut envelope = Envelope {
+            value: None,
+            next_link: None,
+            delta_link: None,
+        };
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "@odata.nextLink" => once(&mut next_link, map.next_value()?, &key)?,
-                "@odata.deltaLink" => once(&mut delta_link, map.next_value()?, &key)?,
+                "@odata.nextLink" => once(&mut envelope.next_link, map.next_value()?, &key)?,
+                "@odata.deltaLink" => once(&mut envelope.delta_link, map.next_value()?, &key)?,
                 "value" => {
-                    let seed = ObjectsSeed {
-                        resource: self.resource,
-                        members: &mut members,
+                    // The seed reads one value; a second is refused before it is read.
+                    let Some(seed) = seed.take() else {
+                        return Err(de::Error::custom(format!("duplicate {key:?}")));
                     };
-                    once(&mut objects, map.next_value_seed(seed)?, &key)?;
+                    envelope.value = Some(map.next_value_seed(seed)?);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        let Some(objects) = objects else {
-            return Ok(Err("no \"value\" array".into()));
-        };
-        let next = match (next_link, delta_link) {
-            (Some(next), None) => Next::More(next),
-            (None, Some(delta)) => Next::Done(delta),
-            (Some(_), Some(_)) => return Ok(Err("both a nextLink and a deltaLink".into())),
-            (None, None) => return Ok(Err("neither a nextLink nor a deltaLink".into())),
-        };
-        Ok(Ok(Page { objects, next }))
+        Ok(envelope)
     }
 }
 
@@ -182,6 +263,8 @@ fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, key: &str) -> Result<()
 
 struct ObjectsSeed<'a> {
     resource: Resource,
+    /// A delta page (`@removed` and `members@delta` read), or a list page (neither).
+    delta: bool,
     /// Member entries read so far on this page.
     members: &'a mut usize,
 }
@@ -206,6 +289,7 @@ impl<'de> Visitor<'de> for ObjectsSeed<'_> {
         loop {
             let seed = ObjectSeed {
                 resource: self.resource,
+                delta: self.delta,
                 members: &mut *self.members,
             };
             let Some(object) = seq.next_element_seed(seed)? else {
@@ -226,6 +310,7 @@ impl<'de> Visitor<'de> for ObjectsSeed<'_> {
 /// `members@delta`.
 struct ObjectSeed<'a> {
     resource: Resource,
+    delta: bool,
     members: &'a mut usize,
 }
 
@@ -256,13 +341,17 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
                     checked_text(map.next_value::<String>()?, "id")?,
                     &key,
                 )?,
+                "@removed" if !self.delta => {
+                    return Err(de::Error::custom("an @removed object on a list page"));
+                }
                 "@removed" => {
                     let annotation = map.next_value::<RemovedAnnotation>()?.into();
                     once(&mut removed, annotation, &key)?;
                 }
-                "members@delta" => {
+                "members@delta" if self.delta => {
                     let seed = MembersSeed {
                         members: &mut *self.members,
+                        nullable: true,
                     };
                     let list = map.next_value_seed(seed)?.unwrap_or_default();
                     members.get_or_insert_with(Vec::new).extend(list);
@@ -358,16 +447,22 @@ fn checked_text<E: de::Error>(text: String, name: &str) -> Result<String, E> {
     Ok(text)
 }
 
-/// `members@delta`: a list (or `null`, read as no changes), counted against the page's cap.
+/// `members@delta`: a list (or `null`, read as no changes), counted against the page's cap;
+/// also the `value` of a members page (not `nullable` there).
 struct MembersSeed<'a> {
     members: &'a mut usize,
+    nullable: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for MembersSeed<'_> {
     type Value = Option<Vec<MemberChange>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_option(self)
+        if self.nullable {
+            deserializer.deserialize_option(self)
+        } else {
+            deserializer.deserialize_seq(self)
+        }
     }
 }
 
@@ -375,7 +470,11 @@ impl<'de> Visitor<'de> for MembersSeed<'_> {
     type Value = Option<Vec<MemberChange>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("members@delta to be an array of member entries or null")
+        if self.nullable {
+            f.write_str("members@delta to be an array of member entries or null")
+        } else {
+            f.write_str("\"value\" to be an array of member entries")
+        }
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {

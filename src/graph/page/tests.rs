@@ -298,3 +298,142 @@ fn ids_and_texts_are_capped() {
     }
     assert!(users(page(format!(r#"{{"id":"u","displayName":"{fits}"}}"#)).as_bytes()).is_ok());
 }
+
+// ----- plain lists and members pages (graph-protocol.md 3.11) -----
+
+fn list_err(resource: Resource, body: &str) -> String {
+    match parse_list(resource, body.as_bytes()) {
+        Ok(page) => panic!("accepted: {page:?}"),
+        Err(e) => e,
+    }
+}
+
+fn members_err(body: &str) -> String {
+    match parse_members(body.as_bytes()) {
+        Ok(page) => panic!("accepted: {page:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn list_pages_are_typed_like_delta_pages() {
+    let page = parse_list(
+        Resource::Users,
+        br#"{"@odata.context":"c","@odata.nextLink":"https://g/v1.0/users?$skiptoken=s",
+        "value":[{"id":"u1","displayName":"Cy","mail":null,"accountEnabled":true,"skills":[1]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        page.next.as_deref(),
+        Some("https://g/v1.0/users?$skiptoken=s")
+    );
+    let u1 = &page.objects[0];
+    assert_eq!(u1.props.get("mail"), Some(&Value::Null));
+    assert_eq!(u1.props.get("accountEnabled"), Some(&Value::Bool(true)));
+    assert!(!u1.props.contains_key("skills"));
+    assert_eq!((u1.removed, &u1.members), (None, &None));
+    // The last page has no link at all.
+    let last = parse_list(
+        Resource::Groups,
+        br#"{"value":[{"id":"g1","groupTypes":["Unified"],"members@delta":[{"id":"x"}]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(last.next, None);
+    // members@delta is not selected on a list: skipped, not read as a membership.
+    assert_eq!(last.objects[0].members, None);
+}
+
+#[test]
+fn list_pages_refuse_what_a_list_cannot_hold() {
+    for (body, expected) in [
+        (
+            r#"{"@odata.deltaLink":"d","value":[]}"#,
+            "a deltaLink on a list page",
+        ),
+        (
+            r#"{"value":[{"id":"u1","@removed":{"reason":"changed"}}]}"#,
+            "an @removed object on a list page",
+        ),
+        (
+            r#"{"value":[{"id":"u1","accountEnabled":"false"}]}"#,
+            "accountEnabled to be true or false",
+        ),
+        (r#"{"@odata.nextLink":"n"}"#, "no \"value\" array"),
+        (r#"{"value":[],"value":[]}"#, "duplicate \"value\""),
+        (
+            r#"{"@odata.nextLink":"a","@odata.nextLink":"b","value":[]}"#,
+            "duplicate \"@odata.nextLink\"",
+        ),
+        (
+            r#"{"value":[{"displayName":"no id"}]}"#,
+            "missing field `id`",
+        ),
+    ] {
+        let e = list_err(Resource::Users, body);
+        assert!(e.contains(expected), "{body}: {e}");
+    }
+    let objects: Vec<String> = (0..=MAX_OBJECTS)
+        .map(|i| format!(r#"{{"id":"u{i}"}}"#))
+        .collect();
+    let e = list_err(
+        Resource::Users,
+        &format!(r#"{{"value":[{}]}}"#, objects.join(",")),
+    );
+    assert!(
+        e.contains(&format!("more than {MAX_OBJECTS} objects")),
+        "{e}"
+    );
+}
+
+#[test]
+fn members_pages_read_types_and_ids() {
+    let page = parse_members(
+        br##"{"@odata.context":"c","@odata.nextLink":"https://g/v1.0/groups/g1/members?$skiptoken=s",
+        "value":[{"@odata.type":"#microsoft.graph.user","id":"u1","displayName":"ignored"},
+                 {"@odata.type":"#microsoft.graph.group","id":"g2"},
+                 {"@odata.type":"#microsoft.graph.device","id":"d1"}]}"##,
+    )
+    .unwrap();
+    let kinds: Vec<(&str, &str, bool)> = page
+        .members
+        .iter()
+        .map(|m| (m.id.as_str(), m.kind.as_str(), m.removed))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("u1", "user", false),
+            ("g2", "group", false),
+            ("d1", "device", false)
+        ]
+    );
+    assert!(page.next.is_some());
+    assert_eq!(parse_members(br#"{"value":[]}"#).unwrap().members, []);
+}
+
+#[test]
+fn members_pages_refuse_what_a_member_list_cannot_hold() {
+    let member = r##"{"@odata.type":"#microsoft.graph.user","id":"m"}"##;
+    let many = vec![member; MAX_MEMBER_ENTRIES + 1].join(",");
+    let too_many = format!(r#"{{"value":[{many}]}}"#);
+    let long_id = format!(r#"{{"value":[{{"id":"{}"}}]}}"#, "x".repeat(MAX_TEXT + 1));
+    for (body, expected) in [
+        (
+            r#"{"@odata.deltaLink":"d","value":[]}"#,
+            "a deltaLink on a members page",
+        ),
+        (
+            r#"{"value":[{"id":"m","@removed":{"reason":"deleted"}}]}"#,
+            "a removed entry on a members page",
+        ),
+        (r#"{"value":null}"#, "\"value\" to be an array"),
+        (r#"{"value":[{"id":7}]}"#, "invalid type"),
+        (r#"{"value":[{"@odata.type":"x"}]}"#, "missing field `id`"),
+        (r#"{"@odata.nextLink":"n"}"#, "no \"value\" array"),
+        (&too_many, "more than 20000 member entries"),
+        (&long_id, &format!("more than {MAX_TEXT}")),
+    ] {
+        let e = members_err(body);
+        assert!(e.contains(expected), "{}: {e}", &body[..body.len().min(80)]);
+    }
+}
