@@ -6,26 +6,41 @@ use std::sync::mpsc;
 use crate::graph::{Graph, GraphError, Next, Page, Resource};
 use crate::shutdown::Shutdown;
 
-/// How often one pass may start a resource over after Graph said its state is lost.
-const MAX_RESTARTS: u32 = 2;
+use super::MAX_RESTARTS;
 
 pub(super) enum Msg {
     Page(Resource, Page),
     /// Graph lost the delta state; the fetcher has started a full round from the initial URL.
     Restarted(Resource, GraphError),
+    /// Graph lost the delta state and the round ended: it starts over with a snapshot.
+    Lost(Resource, GraphError),
     /// The round failed at this link (kept to tell a page stuck at one link).
     Failed(Resource, GraphError, String),
+}
+
+/// Where a round starts, and what it does when Graph loses its delta state.
+pub(super) struct Start {
+    pub url: String,
+    /// The first request of a full delta round.
+    pub initial: String,
+    /// Start over from `initial` in place (full passes by delta chain); otherwise end with
+    /// [`Msg::Lost`], for a snapshot.
+    pub restart_in_place: bool,
 }
 
 /// Follows one delta chain to its deltaLink, one request in flight (Graph's guidance).
 pub(super) fn fetch_round(
     graph: &Graph,
     resource: Resource,
-    mut url: String,
-    initial: String,
+    start: Start,
     sender: &mpsc::SyncSender<Msg>,
     stop: &Shutdown,
 ) {
+    let Start {
+        mut url,
+        initial,
+        restart_in_place,
+    } = start;
     let mut restarts = 0;
     loop {
         // A stopped pass makes no further request, even if its writer has not noticed yet.
@@ -43,6 +58,10 @@ pub(super) fn fetch_round(
                     Next::More(link) => url = link,
                     Next::Done(_) => return,
                 }
+            }
+            Err(error) if error.is_delta_state_lost() && !restart_in_place => {
+                let _ = sender.send(Msg::Lost(resource, error));
+                return;
             }
             Err(error) if error.is_delta_state_lost() && restarts < MAX_RESTARTS => {
                 restarts += 1;

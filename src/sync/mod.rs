@@ -10,7 +10,9 @@
 mod dry_run;
 mod fetch;
 pub mod plan;
+mod pool;
 mod round;
+mod snapshot;
 
 pub use dry_run::dry_run;
 
@@ -18,11 +20,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, FullPass};
 use crate::graph::{Graph, GraphError, Next, Page, Resource};
 use crate::guard::{Guard, Target};
 use crate::shutdown::Shutdown;
-use crate::store::{self, Change, Counts, Kind, RunEnd, Stamp, Store, StoreError, Tx};
+use crate::store::{self, Change, Counts, Kind, Purpose, RunEnd, Stamp, Store, StoreError, Tx};
 use crate::systemd::Heartbeat;
 use crate::team;
 
@@ -104,7 +106,7 @@ pub fn run_pass(
         &config.mapping.team,
         options.allow_deletions,
     )?;
-    let planned_full = rounds.iter().any(|r| r.full);
+    let planned_full = rounds.iter().any(|r| r.full) || snapshot_pending(config, store)?;
     let kind = if planned_full { "full" } else { "incremental" };
     let run_id = store.begin_run(kind, &store::now())?;
     log::info!(
@@ -126,8 +128,16 @@ pub fn run_pass(
         restarted: false,
         guard,
         unusable: Vec::new(),
+        lost: Vec::new(),
     };
-    let outcome = pass.fetch_and_apply(store, graph, rounds, shutdown, options.heartbeat.as_ref());
+    let env = Env {
+        config,
+        store,
+        graph,
+        shutdown,
+        heartbeat: options.heartbeat.as_ref(),
+    };
+    let outcome = pass.run(&env, rounds);
     stuck.after(store, &pass.unusable, &pass.completed)?;
     // A round that Graph sent back to the start made this a full (reconciling) pass.
     let kind = if pass.restarted { "full" } else { kind };
@@ -191,6 +201,28 @@ pub fn run_pass(
             report: Box::new(report),
         })
     }
+}
+
+/// A snapshot is under way for some resource (it resumes in this pass, a full one).
+fn snapshot_pending(config: &Config, store: &Store) -> Result<bool, StoreError> {
+    if config.sync.full_pass != FullPass::Snapshot {
+        return Ok(false);
+    }
+    for resource in Resource::ALL {
+        if store.snapshot_state(resource)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What a pass works with: its configuration, database, Graph client and stop flag.
+struct Env<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    graph: &'a Graph,
+    shutdown: &'a Shutdown,
+    heartbeat: Option<&'a Heartbeat>,
 }
 
 /// Passes in a row stuck on an unusable page at the same link before the resource starts
@@ -375,17 +407,92 @@ struct Pass {
     guard: Guard,
     /// Rounds that failed on a page that cannot be used, with the link that sent it.
     unusable: Vec<(Resource, String)>,
+    /// Rounds whose delta state Graph lost while full passes are snapshots: they start
+    /// over with a snapshot (with why, for when they may not).
+    lost: Vec<(Resource, String)>,
 }
 
+/// How often one pass may start a resource over after Graph lost its delta state.
+const MAX_RESTARTS: u32 = 2;
+
 impl Pass {
+    /// The pass's rounds: full ones by snapshot (then their catch-up) unless the config
+    /// asks for the delta chain, incremental ones as they are, then the re-read of the
+    /// groups a catch-up reported. A resource whose delta state is lost starts over.
+    fn run(&mut self, env: &Env<'_>, mut rounds: Vec<Round>) -> Result<(), StoreError> {
+        let by_snapshot = env.config.sync.full_pass == FullPass::Snapshot;
+        let mut restarts = 0;
+        loop {
+            if by_snapshot {
+                rounds = self.snapshot_rounds(env, rounds)?;
+                if self.stopped {
+                    return Ok(());
+                }
+            }
+            if !rounds.is_empty() {
+                self.fetch_and_apply(env, rounds, !by_snapshot)?;
+            }
+            self.recheck(env)?;
+            let lost = std::mem::take(&mut self.lost);
+            if lost.is_empty() || self.stopped {
+                return Ok(());
+            }
+            if restarts >= MAX_RESTARTS {
+                for (resource, why) in lost {
+                    self.failures.push(why);
+                    self.failed.push(resource);
+                }
+                return Ok(());
+            }
+            restarts += 1;
+            self.restarted = true;
+            rounds = lost
+                .iter()
+                .map(|(resource, why)| {
+                    log::warn!("sync: {why}; running a {resource} snapshot with reconciliation");
+                    Round::plan(env.config, env.store, *resource, true, true)
+                })
+                .collect::<Result<_, _>>()?;
+        }
+    }
+
+    /// Runs the snapshots the full rounds among `rounds` call for, and returns the rounds
+    /// left to run: each completed snapshot's catch-up, and the incremental rounds.
+    fn snapshot_rounds(
+        &mut self,
+        env: &Env<'_>,
+        rounds: Vec<Round>,
+    ) -> Result<Vec<Round>, StoreError> {
+        let wanted: Vec<(Resource, String)> = rounds
+            .iter()
+            .filter(|r| r.full && r.fresh)
+            .map(|r| (r.resource, r.query.clone()))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(rounds);
+        }
+        let completed = self.snapshot(env, &wanted)?;
+        let mut left = Vec::new();
+        for round in rounds {
+            let resource = round.resource;
+            if !wanted.iter().any(|(r, _)| *r == resource) {
+                left.push(round);
+            } else if completed.contains(&resource) {
+                // Incremental now, from the link the snapshot took first.
+                left.push(Round::plan(env.config, env.store, resource, false, false)?);
+            }
+            // Otherwise it failed (and said why) or the guard holds its reconciliation.
+        }
+        Ok(left)
+    }
+
     fn fetch_and_apply(
         &mut self,
-        store: &mut Store,
-        graph: &Graph,
+        env: &Env<'_>,
         rounds: Vec<Round>,
-        shutdown: &Shutdown,
-        heartbeat: Option<&Heartbeat>,
+        restart_in_place: bool,
     ) -> Result<(), StoreError> {
+        let (graph, shutdown) = (env.graph, env.shutdown);
         let (sender, receiver) = mpsc::sync_channel(PAGES_IN_FLIGHT);
         let mut by_resource = Vec::new();
         for round in rounds {
@@ -406,7 +513,12 @@ impl Pass {
                 .name(format!("fetch-{resource}"))
                 .spawn(move || {
                     let _working = working;
-                    fetch_round(&graph, resource, url, initial, &sender, &stop)
+                    let start = fetch::Start {
+                        url,
+                        initial,
+                        restart_in_place,
+                    };
+                    fetch_round(&graph, resource, start, &sender, &stop)
                 })
                 .map_err(|e| StoreError::Create {
                     path: "fetch thread".into(),
@@ -415,7 +527,13 @@ impl Pass {
             by_resource.push(round);
         }
         drop(sender);
-        self.receive(store, &receiver, &mut by_resource, shutdown, heartbeat)
+        self.receive(
+            env.store,
+            &receiver,
+            &mut by_resource,
+            shutdown,
+            env.heartbeat,
+        )
     }
 
     /// The writer: applies what the fetchers send until both have ended.
@@ -485,6 +603,9 @@ impl Pass {
                     round.full = true;
                     round.fresh = true;
                 }
+                Msg::Lost(resource, error) => {
+                    self.lost.push((resource, error.to_string()));
+                }
                 Msg::Failed(_, GraphError::Stopped, _) => self.stopped = true,
                 Msg::Failed(resource, error, url) => {
                     if error.is_unusable_page() {
@@ -515,7 +636,8 @@ impl Pass {
         }
         for round in rounds {
             let resource = round.resource;
-            if !self.completed.contains(&resource) && !self.failed.contains(&resource) {
+            let lost = self.lost.iter().any(|(r, _)| *r == resource);
+            if !self.completed.contains(&resource) && !self.failed.contains(&resource) && !lost {
                 log::error!("sync: the {resource} fetcher ended before its round was complete");
                 self.failures.push(format!(
                     "sync: the {resource} round ended before Graph sent its deltaLink (the fetch \
@@ -530,19 +652,29 @@ impl Pass {
     /// The deletion guard's word on planned changes: all of them, or all but the held
     /// deletions (with the purges they would cause). A held reconciliation is held whole.
     fn judge(&mut self, round: &mut Round, changes: Vec<Change>, reconciling: bool) -> Vec<Change> {
-        let kind = round.kind();
+        let (changes, held) = self.judge_kind(round.kind(), changes, reconciling);
+        round.held |= held;
+        changes
+    }
+
+    /// [`Pass::judge`] for changes of `kind`; true when something was held.
+    fn judge_kind(
+        &mut self,
+        kind: Kind,
+        changes: Vec<Change>,
+        reconciling: bool,
+    ) -> (Vec<Change>, bool) {
         let target = match kind {
             Kind::User => Target::Users,
             Kind::Group => Target::Groups,
         };
         if self.guard.allow(target, plan::deletions(&changes, kind)) {
-            return changes;
+            return (changes, false);
         }
-        round.held = true;
         if reconciling {
-            Vec::new()
+            (Vec::new(), true)
         } else {
-            plan::without_deletions(changes, kind)
+            (plan::without_deletions(changes, kind), true)
         }
     }
 
@@ -571,6 +703,17 @@ impl Pass {
         let planned = plan::page(kind, &page.objects, lookup, round.generation);
         let changes = self.judge(round, planned, false);
         tx.apply(&changes, &stamp)?;
+        if round.catchup && kind == Kind::Group {
+            // The catch-up after a snapshot: every group it reports is re-read whole once
+            // the round is complete (3.11 (b)), queued with the page so a crash keeps it.
+            let reported: Vec<&str> = page
+                .objects
+                .iter()
+                .filter(|o| o.removed.is_none())
+                .map(|o| o.id.as_str())
+                .collect();
+            tx.queue_groups(&reported, Purpose::Recheck)?;
+        }
         let inputs_before = batch.counts.team_inputs();
         plan::tally(&changes, &mut batch.counts);
         match &page.next {
@@ -676,6 +819,7 @@ mod tests {
             restarted: false,
             guard: Guard::off(),
             unusable: Vec::new(),
+            lost: Vec::new(),
         }
     }
 
@@ -691,6 +835,7 @@ mod tests {
                 query: "q".into(),
                 held: false,
                 baseline: false,
+                catchup: false,
             })
             .collect()
     }

@@ -181,6 +181,22 @@ pub fn reconcile(kind: Kind, unseen: Unseen) -> Vec<Change> {
     objects.chain(links).collect()
 }
 
+/// Plans the end of a complete snapshot: what it did not list is gone, as after a full
+/// round. A link its member lists did not show is not removed yet: the member may have been
+/// deleted (soft) after the users were listed, which member lists hide and which only the
+/// catch-up round tells. Its group is re-read after that round instead ([`recheck`], which
+/// keeps the hidden links of soft-deleted users). Returns the changes and those groups.
+pub fn reconcile_snapshot(kind: Kind, unseen: Unseen) -> (Vec<Change>, Vec<String>) {
+    let mut groups: Vec<String> = unseen.links.iter().map(|(g, _, _)| g.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    let objects = Unseen {
+        objects: unseen.objects,
+        links: Vec::new(),
+    };
+    (reconcile(kind, objects), groups)
+}
+
 /// How many objects of `kind` the changes mark deleted (what the deletion guard counts):
 /// live ones only, a soft deletion made permanent is no new deletion.
 pub fn deletions(changes: &[Change], kind: Kind) -> u64 {
@@ -330,13 +346,21 @@ impl<'p> Planner<'p> {
     fn upsert(&mut self, object: &DirectoryObject) {
         let (kind, id, generation) = (self.kind, object.id.clone(), self.generation);
         let Some(stored) = self.objects.get_mut(&id) else {
+            // A property new to us that is null was never set, as far as we know: absent
+            // (SCHEMA.md), whether Graph leaves it out (delta) or lists it as null (`/users`).
+            let attributes: Map<String, Value> = object
+                .props
+                .iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
             self.changes.push(Change::Create {
                 kind,
                 id: id.clone(),
-                attributes: object.props.clone(),
+                attributes: attributes.clone(),
             });
             let known = Known {
-                attributes: object.props.clone(),
+                attributes,
                 deletion: None,
                 seen_generation: generation,
             };
@@ -516,12 +540,18 @@ pub fn merge(
             Some(old) => old == new,
             None => new.is_null(),
         };
-        if !same {
-            changes.insert(
-                key.clone(),
-                json!({ "old": old.cloned().unwrap_or(Value::Null), "new": new }),
-            );
+        if same {
+            // Null for a property never set keeps it absent: a snapshot's lists send every
+            // selected property, and must not rewrite what delta stored.
+            if old.is_some() {
+                merged.insert(key.clone(), new.clone());
+            }
+            continue;
         }
+        changes.insert(
+            key.clone(),
+            json!({ "old": old.cloned().unwrap_or(Value::Null), "new": new }),
+        );
         merged.insert(key.clone(), new.clone());
     }
     (merged, changes)

@@ -19,6 +19,8 @@ pub(super) struct Round {
     pub held: bool,
     /// The resource's first import: memberships are audited per group at its end.
     pub baseline: bool,
+    /// The catch-up after a snapshot: the groups it reports are queued for a re-read.
+    pub catchup: bool,
 }
 
 impl Round {
@@ -45,6 +47,7 @@ impl Round {
             query: query.clone(),
             held: false,
             baseline: false,
+            catchup: false,
         };
         if restart {
             // Stuck on a page that cannot be used: start over, whatever the links say.
@@ -67,12 +70,14 @@ impl Round {
             round.full = state.resume_full;
             round.fresh = false;
             round.baseline = state.baseline;
+            round.catchup = state.catchup && !state.resume_full;
         } else if full {
             return Ok(round);
         } else if let Some(delta) = state.delta_link {
             round.url = delta;
             round.full = false;
             round.fresh = false;
+            round.catchup = state.catchup;
         }
         Ok(round)
     }

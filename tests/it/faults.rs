@@ -174,6 +174,8 @@ fn unusable_page_is_not_retried() {
 #[test]
 fn token_expiring_mid_round_is_renewed() {
     let env = TestEnv::new();
+    // The pages of the delta chain are what this test is about.
+    env.delta_chain();
     tenant(&env, 30);
     {
         let mut s = env.sim.settings();
@@ -303,6 +305,8 @@ fn foreign_link_is_refused(env: &TestEnv, elsewhere: &Sim, foreign: &str) {
 #[test]
 fn crash_mid_round_then_resume() {
     let env = TestEnv::new();
+    // The pages of the delta chain are what this test is about.
+    env.delta_chain();
     tenant(&env, 60);
     {
         let mut s = env.sim.settings();
@@ -406,6 +410,8 @@ fn committed_users(env: &TestEnv) -> i64 {
 #[test]
 fn interrupted_full_pass_is_continued_by_the_next() {
     let env = TestEnv::new();
+    // The pages of the delta chain are what this test is about.
+    env.delta_chain();
     tenant(&env, 60);
     env.sync();
     env.sim.tenant().soft_delete_user(&u(60));

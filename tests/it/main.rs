@@ -20,4 +20,5 @@ mod history;
 mod members_view;
 mod metrics;
 mod pinning;
+mod snapshot;
 mod sync;

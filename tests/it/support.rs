@@ -86,6 +86,13 @@ interval = "1s"
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// Full passes by delta chain (`sync.full_pass = "delta"`), for tests of its pages.
+    pub fn delta_chain(&self) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen("[sync]\n", "[sync]\nfull_pass = \"delta\"\n", 1);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
         command

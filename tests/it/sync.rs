@@ -209,6 +209,8 @@ fn group_deletes_follow_group_kind() {
 #[test]
 fn membership_changes_split_lists_and_repeats() {
     let env = TestEnv::new();
+    // The pages of the delta chain are what this test is about.
+    env.delta_chain();
     {
         let mut t = env.sim.tenant();
         for n in 1..=40 {
@@ -415,6 +417,8 @@ fn team_rename_moves_members() {
 fn a_page_stuck_unusable_for_three_passes_restarts_its_round() {
     use crate::sim::Fault;
     let env = TestEnv::new();
+    // The pages of the delta chain are what this test is about.
+    env.delta_chain();
     small_tenant(&env);
     env.sync();
     env.sim

@@ -204,6 +204,10 @@ pub struct Settings {
     /// Initial groups rounds also list removed memberships as `@removed` member entries
     /// (stale links, notes 3.8; default false).
     pub stale_member_removals: bool,
+    /// A link added and removed inside an incremental round's window is not reported at
+    /// all (its group still is, as changed): the other outcome of notes 3.11 (b), which
+    /// Graph does not document (default false: the removal is reported).
+    pub transient_links_unreported: bool,
     /// Certificates (DER) registered on the application: client assertions signed by their
     /// keys are accepted (notes 1.3; default none).
     pub certificates: Vec<Vec<u8>>,
@@ -244,6 +248,7 @@ impl Default for Settings {
             delta_token_ttl: Duration::from_secs(7 * 24 * 3600),
             initial_removed_objects: false,
             stale_member_removals: false,
+            transient_links_unreported: false,
             certificates: Vec::new(),
             assertion_algs: vec!["PS256", "RS256"],
             federated_tokens: Vec::new(),

@@ -35,6 +35,7 @@ pub(super) struct Shape {
     pub minimal: bool,
     pub initial_removed: bool,
     pub stale_member_removals: bool,
+    pub transient_links_unreported: bool,
 }
 
 /// Where the member list of the group being paged resumes.
@@ -370,12 +371,26 @@ impl Cursor {
                         return None;
                     }
                     *pos = MemberPos::Changes { index: index + 1 };
-                    if change.superseded > self.until {
+                    let transient = shape.transient_links_unreported
+                        && !change.added
+                        && self.added_in_window(object, index);
+                    if change.superseded > self.until && !transient {
                         return Some((change.member, !change.added));
                     }
                 }
             }
         }
+    }
+
+    /// Whether the removal at `index` of the member log ends a link added inside the window.
+    fn added_in_window(&self, object: &Object, index: usize) -> bool {
+        let since = self.since.unwrap_or(0);
+        let key = object.member_log[index].member.key;
+        object.member_log[..index]
+            .iter()
+            .rev()
+            .take_while(|c| c.seq > since)
+            .any(|c| c.added && c.member.key == key)
     }
 
     /// Writes one object as this round represents it; `members` empty = no `members@delta`.

@@ -1,0 +1,631 @@
+//! A full pass by snapshot (graph-protocol.md 3.11), the default: the delta links "from
+//! now" first, then the tenant listed in parallel with the non-delta endpoints (`/users` in
+//! partitions, `/groups`, each group's `/members` in `$batch`es), reconciled once complete,
+//! then a catch-up round from those links (`Pass::run`), whose groups are re-read whole
+//! (`Pass::recheck`).
+//!
+//! Workers fetch (`pool`); this thread alone writes. Each answer is applied in one
+//! transaction with the progress it makes (`store::progress`), so a killed snapshot resumes
+//! with the chains and groups it had not finished, and nothing is reconciled before the
+//! listing is complete.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::pool::{Answer, Pool, Task};
+use super::{Env, Pass, STOP_POLL, plan};
+use crate::graph::{GraphError, ListPage, MemberChange, MembersPage, Next, Resource, members_url};
+use crate::store::{self, Counts, Kind, Purpose, SnapshotState, Stamp, StoreError, Tx};
+use crate::team;
+
+/// Items in one `$batch` request: Graph's limit (3.11).
+const BATCH_ITEMS: usize = 20;
+/// The one chain of a resource that is not partitioned.
+const ALL: &str = "all";
+/// Pages a "latest" round may take before its deltaLink (Graph sends none: 3.1).
+const MAX_LATEST_PAGES: usize = 100;
+
+/// One resource's snapshot as the writer follows it.
+struct Listing {
+    resource: Resource,
+    state: SnapshotState,
+    baseline: bool,
+}
+
+/// What is left to fetch, in memory; the database holds the same, committed.
+#[derive(Default)]
+struct Work {
+    /// Chains not yet at their end: where each continues (`None`: its start), and whether a
+    /// request for it is in flight.
+    chains: HashMap<(Resource, String), (Option<String>, bool)>,
+    /// Groups whose members wait to be read, with the link their list continues at.
+    groups: VecDeque<(String, Option<String>)>,
+    /// Groups ever queued in this snapshot: a group listed twice is read once.
+    queued: HashSet<String>,
+    /// A request failed: nothing more is sent, and nothing is reconciled.
+    failed: bool,
+}
+
+impl Work {
+    fn is_done(&self) -> bool {
+        self.chains.is_empty() && self.groups.is_empty()
+    }
+
+    fn queue(&mut self, group: &str, next: Option<String>) {
+        if self.queued.insert(group.to_owned()) {
+            self.groups.push_back((group.to_owned(), next));
+        }
+    }
+
+    /// Up to [`BATCH_ITEMS`] queued groups with the links to read, when a batch is worth
+    /// sending: full, or nothing else will fill it soon.
+    fn batch(&mut self, endpoint: &str, idle: bool) -> Option<Vec<(String, String)>> {
+        let listing_groups = self.chains.keys().any(|(r, _)| *r == Resource::Groups);
+        let worth = self.groups.len() >= BATCH_ITEMS
+            || (!self.groups.is_empty() && (!listing_groups || idle));
+        if !worth {
+            return None;
+        }
+        let take = self.groups.len().min(BATCH_ITEMS);
+        let batch = self
+            .groups
+            .drain(..take)
+            .map(|(id, next)| {
+                let url = next.unwrap_or_else(|| members_url(endpoint, &id));
+                (id, url)
+            })
+            .collect();
+        Some(batch)
+    }
+}
+
+/// The filters a resource's listing is split by, or the one chain [`ALL`].
+fn chain_names(resource: Resource) -> Vec<String> {
+    let partitions = resource.partitions();
+    if partitions.is_empty() {
+        vec![ALL.to_owned()]
+    } else {
+        partitions
+    }
+}
+
+fn start_url(endpoint: &str, resource: Resource, chain: &str) -> String {
+    let filter = (chain != ALL).then_some(chain);
+    resource.list_url(endpoint, filter)
+}
+
+impl Pass {
+    /// Runs the snapshots of `rounds`' resources (resuming one under way for the same
+    /// query). Returns the resources whose snapshot completed: reconciled, with the catch-up
+    /// link stored as their delta link.
+    pub(super) fn snapshot(
+        &mut self,
+        env: &Env<'_>,
+        resources: &[(Resource, String)],
+    ) -> Result<Vec<Resource>, StoreError> {
+        let mut listings = Vec::new();
+        for (resource, query) in resources {
+            if let Some(listing) = self.open_listing(env, *resource, query)? {
+                listings.push(listing);
+            }
+        }
+        if listings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut work = Work::default();
+        for listing in &listings {
+            for chain in env.store.snapshot_chains(listing.resource)? {
+                work.chains
+                    .insert((listing.resource, chain.name), (chain.next_link, false));
+            }
+            if listing.resource == Resource::Groups {
+                for (group, next) in env.store.snapshot_groups(Purpose::Snapshot)? {
+                    work.queue(&group, next);
+                }
+            }
+        }
+        self.list(env, &listings, &mut work)?;
+        if work.failed || self.stopped || !work.is_done() {
+            return Ok(Vec::new());
+        }
+        self.complete(env, &listings)
+    }
+
+    /// Resumes `resource`'s snapshot, or takes the link "from now" and starts one.
+    fn open_listing(
+        &mut self,
+        env: &Env<'_>,
+        resource: Resource,
+        query: &str,
+    ) -> Result<Option<Listing>, StoreError> {
+        if let Some(state) = env.store.snapshot_state(resource)?
+            && state.query == query
+        {
+            log::info!("sync: {resource}: resuming the snapshot under way");
+            let baseline = env.store.sync_state(resource)?.baseline;
+            return Ok(Some(Listing {
+                resource,
+                state,
+                baseline,
+            }));
+        }
+        // The link comes first: changes made while the listing runs are then in the
+        // catch-up round (3.11: taken after the listing, they would be lost).
+        let catchup_link = match latest_link(env, resource) {
+            Ok(link) => link,
+            Err(error) => {
+                self.fail(resource, error);
+                return Ok(None);
+            }
+        };
+        let chains = chain_names(resource);
+        let names: Vec<&str> = chains.iter().map(String::as_str).collect();
+        let tx = env.store.transaction()?;
+        let state = tx.begin_snapshot(resource, &catchup_link, query, &names, &store::now())?;
+        tx.commit()?;
+        log::info!(
+            "sync: {resource}: snapshot started ({} listing chain{}{})",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            if state.baseline { ", first import" } else { "" }
+        );
+        Ok(Some(Listing {
+            resource,
+            state: SnapshotState {
+                catchup_link,
+                query: query.to_owned(),
+                generation: state.generation,
+            },
+            baseline: state.baseline,
+        }))
+    }
+
+    /// Fetches and applies until nothing is left, a request fails or the pass stops.
+    fn list(
+        &mut self,
+        env: &Env<'_>,
+        listings: &[Listing],
+        work: &mut Work,
+    ) -> Result<(), StoreError> {
+        let mut pool = self.pool(env)?;
+        loop {
+            if let Some(heartbeat) = env.heartbeat {
+                heartbeat.beat();
+            }
+            if env.shutdown.is_requested() {
+                self.stopped = true;
+                return Ok(());
+            }
+            if !work.failed {
+                dispatch(env, &mut pool, work);
+            }
+            if pool.in_flight == 0 {
+                return Ok(());
+            }
+            let answer = match pool.answers.recv_timeout(STOP_POLL) {
+                Ok(answer) => answer,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            pool.in_flight -= 1;
+            match answer {
+                Answer::List {
+                    resource,
+                    chain,
+                    page,
+                } => {
+                    let Some(listing) = listings.iter().find(|l| l.resource == resource) else {
+                        continue;
+                    };
+                    self.absorb_list(env, listing, work, chain, page)?;
+                }
+                Answer::Members { pages } => {
+                    let Some(listing) = listings.iter().find(|l| l.resource == Resource::Groups)
+                    else {
+                        continue;
+                    };
+                    self.absorb_members(env, listing, work, pages)?;
+                }
+            }
+        }
+    }
+
+    fn pool(&self, env: &Env<'_>) -> Result<Pool, StoreError> {
+        Pool::start(env.graph, env.config.sync.max_concurrency, env.shutdown).map_err(|e| {
+            StoreError::Create {
+                path: "snapshot worker thread".into(),
+                source: e,
+            }
+        })
+    }
+
+    fn absorb_list(
+        &mut self,
+        env: &Env<'_>,
+        listing: &Listing,
+        work: &mut Work,
+        chain: String,
+        page: Result<ListPage, GraphError>,
+    ) -> Result<(), StoreError> {
+        let resource = listing.resource;
+        let key = (resource, chain);
+        let Some(slot) = work.chains.get_mut(&key) else {
+            return Ok(()); // a chain given up meanwhile (the partitions after a refusal)
+        };
+        slot.1 = false;
+        let page = match page {
+            Ok(page) => page,
+            Err(error) if error.is_unsupported_query() && key.1 != ALL => {
+                return self.unpartition(env, resource, work);
+            }
+            Err(error) => {
+                work.failed = true;
+                self.fail(resource, error);
+                return Ok(());
+            }
+        };
+        let tx = env.store.transaction()?;
+        let (mut counts, now) = (Counts::default(), store::now());
+        let kind = Kind::of(resource);
+        let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
+        let changes = plan::page(kind, &page.objects, lookup, listing.state.generation);
+        apply(
+            &tx,
+            &changes,
+            &stamp(self.run_id, listing, &now),
+            &mut counts,
+        )?;
+        counts.pages += 1;
+        tx.set_chain(resource, &key.1, page.next.as_deref())?;
+        let groups: Vec<&str> = match resource {
+            Resource::Groups => page.objects.iter().map(|o| o.id.as_str()).collect(),
+            Resource::Users => Vec::new(),
+        };
+        tx.queue_groups(&groups, Purpose::Snapshot)?;
+        tx.commit()?;
+        self.counts.add(&counts);
+        for group in groups {
+            work.queue(group, None);
+        }
+        match page.next {
+            Some(next) => {
+                work.chains.insert(key, (Some(next), false));
+            }
+            None => {
+                work.chains.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The service refused the partition filter (3.11): the resource is listed by one
+    /// chain from its start instead. What the partitions applied stays (listing again is
+    /// idempotent: it stamps what is unchanged as seen).
+    fn unpartition(
+        &mut self,
+        env: &Env<'_>,
+        resource: Resource,
+        work: &mut Work,
+    ) -> Result<(), StoreError> {
+        log::warn!(
+            "sync: {resource}: Graph refused the partition filter of the snapshot (HTTP 400); \
+             listing {resource} in one chain instead"
+        );
+        let tx = env.store.transaction()?;
+        tx.replace_chains(resource, &[ALL])?;
+        tx.commit()?;
+        work.chains.retain(|(r, _), _| *r != resource);
+        work.chains
+            .insert((resource, ALL.to_owned()), (None, false));
+        Ok(())
+    }
+
+    fn absorb_members(
+        &mut self,
+        env: &Env<'_>,
+        listing: &Listing,
+        work: &mut Work,
+        pages: Vec<(String, Result<Option<MembersPage>, GraphError>)>,
+    ) -> Result<(), StoreError> {
+        let tx = env.store.transaction()?;
+        let (mut counts, now) = (Counts::default(), store::now());
+        let stamp = stamp(self.run_id, listing, &now);
+        let mut continued = Vec::new();
+        for (group, page) in pages {
+            match page {
+                Ok(Some(page)) => {
+                    let lookup =
+                        tx.lookup(Kind::Group, &plan::wanted_members(&group, &page.members))?;
+                    let changes =
+                        plan::listed_members(&group, &page.members, lookup, stamp.generation);
+                    apply(&tx, &changes, &stamp, &mut counts)?;
+                    counts.pages += 1;
+                    tx.set_group_progress(&group, page.next.as_deref())?;
+                    if let Some(next) = page.next {
+                        continued.push((group, next));
+                    }
+                }
+                Ok(None) => {
+                    // Deleted since it was listed: its links stay until the catch-up round
+                    // says how (a soft deletion keeps them for a restore, 3.8).
+                    tx.mark_links_seen(&group, stamp.generation)?;
+                    tx.set_group_progress(&group, None)?;
+                }
+                Err(error) => {
+                    // Not applied and not marked: the group is read again on resume.
+                    work.failed = true;
+                    self.fail(Resource::Groups, error);
+                }
+            }
+        }
+        tx.commit()?;
+        self.counts.add(&counts);
+        for (group, next) in continued {
+            work.groups.push_back((group, Some(next)));
+        }
+        Ok(())
+    }
+
+    /// The listing is complete: what it did not see is gone (through the deletion guard),
+    /// and each resource's catch-up link becomes its delta link. Users come first, so the
+    /// links of users deleted meanwhile stay hidden, not removed.
+    fn complete(
+        &mut self,
+        env: &Env<'_>,
+        listings: &[Listing],
+    ) -> Result<Vec<Resource>, StoreError> {
+        let tx = env.store.transaction()?;
+        let mut counts = Counts::default();
+        let mut completed = Vec::new();
+        let now = store::now();
+        for listing in Resource::ALL
+            .iter()
+            .filter_map(|r| listings.iter().find(|l| l.resource == *r))
+        {
+            let resource = listing.resource;
+            let kind = Kind::of(resource);
+            let unseen = tx.unseen(kind, listing.state.generation)?;
+            let (planned, recheck) = plan::reconcile_snapshot(kind, unseen);
+            if !planned.is_empty() {
+                log::info!(
+                    "sync: reconciliation: {} {} changes for what the snapshot did not list",
+                    planned.len(),
+                    kind.entity()
+                );
+            }
+            let (changes, held) = self.judge_kind(kind, planned, true);
+            apply(
+                &tx,
+                &changes,
+                &stamp(self.run_id, listing, &now),
+                &mut counts,
+            )?;
+            if held {
+                log::warn!(
+                    "sync: {resource} snapshot complete, but the deletion guard held its \
+                     reconciliation: the snapshot stays, so the next pass reconciles again"
+                );
+                continue;
+            }
+            if listing.baseline && kind == Kind::Group {
+                let groups = tx.audit_baseline(self.run_id, &now)?;
+                log::info!(
+                    "sync: first import: the members of {groups} groups audited as a baseline \
+                     (one event per group)"
+                );
+            }
+            let state = &listing.state;
+            tx.complete_snapshot(resource, &state.catchup_link, &state.query, &now)?;
+            if !recheck.is_empty() {
+                log::info!(
+                    "sync: {} groups have links the snapshot did not see; they are re-read \
+                     after the catch-up round",
+                    recheck.len()
+                );
+            }
+            let recheck: Vec<&str> = recheck.iter().map(String::as_str).collect();
+            tx.queue_groups(&recheck, Purpose::Recheck)?;
+            log::info!("sync: {resource} snapshot complete (reconciled); catching up");
+            completed.push(resource);
+        }
+        tx.commit()?;
+        self.counts.add(&counts);
+        Ok(completed)
+    }
+
+    /// Re-reads whole the groups the catch-up round reported (queued with its pages), and
+    /// makes their links exactly what Graph lists now (3.11 (b)).
+    pub(super) fn recheck(&mut self, env: &Env<'_>) -> Result<(), StoreError> {
+        if self.stopped || self.failed.contains(&Resource::Groups) {
+            return Ok(());
+        }
+        let pending = env.store.snapshot_groups(Purpose::Recheck)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        log::info!(
+            "sync: re-reading the members of {} groups the catch-up round reported",
+            pending.len()
+        );
+        let generation = env.store.sync_state(Resource::Groups)?.generation;
+        let endpoint = env.graph.endpoint();
+        let mut queue: VecDeque<(String, String)> = pending
+            .into_iter()
+            .map(|(group, _)| {
+                let url = members_url(endpoint, &group);
+                (group, url)
+            })
+            .collect();
+        let mut lists: HashMap<String, Vec<MemberChange>> = HashMap::new();
+        let mut pool = self.pool(env)?;
+        let mut failed = false;
+        loop {
+            if env.shutdown.is_requested() {
+                self.stopped = true;
+                return Ok(());
+            }
+            while !failed && !pool.is_full() && !queue.is_empty() {
+                let take = queue.len().min(BATCH_ITEMS);
+                pool.send(Task::Members {
+                    groups: queue.drain(..take).collect(),
+                });
+            }
+            if pool.in_flight == 0 {
+                return Ok(());
+            }
+            let answer = match pool.answers.recv_timeout(STOP_POLL) {
+                Ok(answer) => answer,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            pool.in_flight -= 1;
+            let Answer::Members { pages } = answer else {
+                continue;
+            };
+            for (group, page) in pages {
+                match page {
+                    Ok(Some(MembersPage {
+                        members,
+                        next: Some(next),
+                    })) => {
+                        lists.entry(group.clone()).or_default().extend(members);
+                        queue.push_back((group, next));
+                    }
+                    Ok(Some(MembersPage {
+                        mut members,
+                        next: None,
+                    })) => {
+                        let mut listed = lists.remove(&group).unwrap_or_default();
+                        listed.append(&mut members);
+                        self.apply_recheck(env, &group, &listed, generation)?;
+                    }
+                    Ok(None) => {
+                        // Gone since the catch-up: its deletion comes in the next round.
+                        let tx = env.store.transaction()?;
+                        tx.set_group_progress(&group, None)?;
+                        tx.commit()?;
+                    }
+                    Err(error) => {
+                        failed = true;
+                        self.fail(Resource::Groups, error);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_recheck(
+        &mut self,
+        env: &Env<'_>,
+        group: &str,
+        listed: &[MemberChange],
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        let tx = env.store.transaction()?;
+        let changes = plan::recheck(group, listed, &tx.links_of(group)?);
+        if !changes.is_empty() {
+            log::info!(
+                "sync: group {group}: {} membership changes after re-reading it",
+                changes.len()
+            );
+        }
+        let now = store::now();
+        let stamp = Stamp {
+            run: self.run_id,
+            generation,
+            now: &now,
+            baseline: false,
+        };
+        let mut counts = Counts::default();
+        apply(&tx, &changes, &stamp, &mut counts)?;
+        tx.set_group_progress(group, None)?;
+        tx.commit()?;
+        self.counts.add(&counts);
+        Ok(())
+    }
+
+    /// Records a failed request: the pass fails with its message, and keeps its progress.
+    fn fail(&mut self, resource: Resource, error: GraphError) {
+        if matches!(error, GraphError::Stopped) {
+            self.stopped = true;
+            return;
+        }
+        log::debug!("sync: {resource} snapshot failed: {error}");
+        self.failures.push(error.to_string());
+        if !self.failed.contains(&resource) {
+            self.failed.push(resource);
+        }
+    }
+}
+
+/// Sends what there is to send while the pool has room: chain pages first (they find the
+/// groups), then member batches.
+fn dispatch(env: &Env<'_>, pool: &mut Pool, work: &mut Work) {
+    let endpoint = env.graph.endpoint();
+    while !pool.is_full() {
+        // The groups list first: the member reads it finds are most of the work.
+        let idle_chain = work
+            .chains
+            .iter_mut()
+            .filter(|(_, (_, busy))| !*busy)
+            .min_by_key(|((resource, _), _)| *resource != Resource::Groups);
+        if let Some(((resource, chain), (next, busy))) = idle_chain {
+            *busy = true;
+            let url = next
+                .clone()
+                .unwrap_or_else(|| start_url(endpoint, *resource, chain));
+            pool.send(Task::List {
+                resource: *resource,
+                chain: chain.clone(),
+                url,
+            });
+            continue;
+        }
+        match work.batch(endpoint, pool.in_flight == 0) {
+            Some(groups) => pool.send(Task::Members { groups }),
+            None => return,
+        }
+    }
+}
+
+/// The deltaLink of a `$deltatoken=latest` round: where the catch-up starts.
+fn latest_link(env: &Env<'_>, resource: Resource) -> Result<String, GraphError> {
+    let mut url = resource.latest_url(env.graph.endpoint());
+    for _ in 0..MAX_LATEST_PAGES {
+        match env.graph.get_page(resource, &url)?.next {
+            Next::Done(link) => return Ok(link),
+            // Not expected (a "latest" round lists nothing), but followed: its objects are
+            // the current state, which the listing reads anyway.
+            Next::More(link) => url = link,
+        }
+    }
+    Err(GraphError::UnusablePage {
+        resource,
+        detail: format!("a \"latest\" round without a deltaLink after {MAX_LATEST_PAGES} pages"),
+    })
+}
+
+fn stamp<'a>(run: i64, listing: &Listing, now: &'a str) -> Stamp<'a> {
+    Stamp {
+        run,
+        generation: listing.state.generation,
+        now,
+        baseline: listing.baseline,
+    }
+}
+
+/// Applies changes to the open transaction, counting them, and marks the team for a
+/// recompute when they touch what it is made of.
+fn apply(
+    tx: &Tx<'_>,
+    changes: &[store::Change],
+    stamp: &Stamp<'_>,
+    counts: &mut Counts,
+) -> Result<(), StoreError> {
+    tx.apply(changes, stamp)?;
+    let before = counts.team_inputs();
+    plan::tally(changes, counts);
+    if counts.team_inputs() != before {
+        tx.set_meta(team::DIRTY_KEY, "1")?;
+    }
+    Ok(())
+}
