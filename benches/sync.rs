@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use entra_sync::graph::{Next, Resource};
 use entra_sync::shutdown::Shutdown;
 use serde_json::json;
-use sim::{Sim, Tenant, XorShift};
+use sim::{Endpoint, Sim, Tenant, XorShift};
 
 const BIN: &str = env!("CARGO_BIN_EXE_entra-sync");
 /// First argument of the bench binary re-executed as the one-child measuring wrapper.
@@ -611,12 +611,28 @@ enum Step {
     Remap,
 }
 
+/// A run's requests by `Recorded::endpoint`; `$batch` items count under their own endpoint
+/// (and in `in_batch`), the envelopes under `batch`.
 #[derive(Clone, Debug, Default)]
 struct Requests {
+    /// `users/delta`.
     users: u64,
+    /// `groups/delta`.
     groups: u64,
     token: u64,
+    /// `GET /users` (the plain list, every partition).
+    user_list: u64,
+    /// `GET /groups`.
+    group_list: u64,
+    /// `GET /groups/{id}/members`.
+    members: u64,
+    /// `POST /$batch` envelopes.
+    batch: u64,
+    /// Items inside the envelopes, of any endpoint.
+    in_batch: u64,
+    /// Unknown paths and anything else.
     other: u64,
+    /// Answered 200: users/delta, groups/delta.
     pages: [u64; 2],
 }
 
@@ -676,17 +692,22 @@ fn count_requests(requests: &[sim::Recorded]) -> Requests {
     let mut counts = Requests::default();
     for request in requests {
         let ok = request.status == 200;
-        match request.resource {
-            sim::Resource::Users => {
+        counts.in_batch += u64::from(request.in_batch);
+        match request.endpoint {
+            Endpoint::UsersDelta => {
                 counts.users += 1;
                 counts.pages[0] += u64::from(ok);
             }
-            sim::Resource::Groups => {
+            Endpoint::GroupsDelta => {
                 counts.groups += 1;
                 counts.pages[1] += u64::from(ok);
             }
-            sim::Resource::Token | sim::Resource::ManagedIdentity => counts.token += 1,
-            sim::Resource::Any => counts.other += 1,
+            Endpoint::Token | Endpoint::ManagedIdentity => counts.token += 1,
+            Endpoint::UserList => counts.user_list += 1,
+            Endpoint::GroupList => counts.group_list += 1,
+            Endpoint::Members => counts.members += 1,
+            Endpoint::Batch => counts.batch += 1,
+            Endpoint::Application | Endpoint::Unknown => counts.other += 1,
         }
     }
     counts
