@@ -28,6 +28,24 @@
 //!   with the summed per-page latency of the longer of the two chains.
 //! * `remap`: the full-100k tenant, full pass and remap steps only (full-100k includes them).
 //! * `smoke`: 200 users, 20 groups, 1,000 links: every step, in seconds even in a debug build.
+//! * `import-latency` (not in the default list: minutes while the full pass is the delta
+//!   chain): the full-100k tenant, 100 ms per request and a read quota of 8,000 RU / 10 s
+//!   (a large tenant's, notes 5.2). One full pass with the config's default `sync.full_pass`
+//!   (the snapshot of notes 3.11), with its wall time, requests per endpoint (`$batch` items
+//!   under their own endpoint), RU spent and 429s (top-level and inside `$batch`), beside:
+//!   1. the delta chain's latency: a full pass with `sync.full_pass = "delta"` run first, in a
+//!      scratch database without latency or quota, gives the pages of each chain; the two
+//!      chains run in parallel, so max(users/delta pages, groups/delta pages) x latency;
+//!   2. the quota floor: RU spent / (8,000 RU / 10 s);
+//!   3. the snapshot's critical path, read off the tenant: (1 "latest" request + max(the
+//!      longest users partition's pages, the `/groups` pages + ceil(the largest group's
+//!      members / 999)) + 1 catch-up page) x latency, with `$top=999` lists and the 27
+//!      partitions of notes 3.11 on the first character of `userPrincipalName` (below "a",
+//!      "a" to "y" each up to the next letter, "z" and above). Requests in flight and the
+//!      quota are left out: it is the latency no amount of parallelism removes.
+//!
+//!   Then the issue's two ratios: delta-chain latency / wall and wall / max(quota floor,
+//!   critical path).
 //!
 //! The other flags override the parameters of every selected scenario. The benchmark prints
 //! what it measured; the closing "targets" section puts each measurement next to the target
@@ -45,10 +63,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use entra_sync::config::FullPass;
 use entra_sync::graph::{Next, Resource};
 use entra_sync::shutdown::Shutdown;
 use serde_json::json;
-use sim::{Sim, Tenant, XorShift};
+use sim::{Endpoint, Sim, Tenant, XorShift};
 
 const BIN: &str = env!("CARGO_BIN_EXE_entra-sync");
 /// First argument of the bench binary re-executed as the one-child measuring wrapper.
@@ -57,7 +76,8 @@ const MEASURE: &str = "--measure-child";
 const HELP: &str = "\
 usage: cargo bench --bench sync [-- OPTIONS]
 
-  --scenario LIST     comma-separated: full-10k, full-100k, latency, remap, smoke
+  --scenario LIST     comma-separated: full-10k, full-100k, latency, remap, smoke,
+                      import-latency
                       (default under `cargo bench`: full-10k,full-100k,latency;
                       otherwise, e.g. under `cargo test --bench sync`: smoke)
   --users N           users in the synthetic tenant
@@ -129,6 +149,8 @@ struct Scenario {
     params: Params,
     incremental: bool,
     remap: bool,
+    /// The import-latency figures in place of the full pass's row (`import_latency`).
+    import: bool,
     /// Some parameter was set by a flag: the issue's targets are about other sizes.
     custom: bool,
 }
@@ -163,6 +185,11 @@ fn preset(name: &str) -> Option<Scenario> {
             params.changes = 20;
             ("smoke", params, true, true)
         }
+        "import-latency" => {
+            let mut params = Params::tenant(100_000, 10_000, 1_000_000);
+            params.latency = Duration::from_millis(100);
+            ("import-latency", params, false, false)
+        }
         _ => return None,
     };
     Some(Scenario {
@@ -170,6 +197,7 @@ fn preset(name: &str) -> Option<Scenario> {
         params,
         incremental,
         remap,
+        import: name == "import-latency",
         custom: false,
     })
 }
@@ -254,10 +282,24 @@ fn main() {
     let mut rows = Vec::new();
     let mut databases = Vec::new();
     let mut notes = Vec::new();
+    let mut imports = Vec::new();
     for scenario in &scenarios {
-        run_scenario(scenario, &mut rows, &mut databases, &mut notes);
+        run_scenario(
+            scenario,
+            &mut rows,
+            &mut databases,
+            &mut notes,
+            &mut imports,
+        );
     }
-    report(&scenarios, &rows, &databases, &notes, started.elapsed());
+    report(
+        &scenarios,
+        &rows,
+        &databases,
+        &notes,
+        &imports,
+        started.elapsed(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -356,6 +398,14 @@ impl Env {
     }
 
     fn write_config(&self, mapping: &Mapping) {
+        self.write_config_to(mapping, &self.db, None);
+    }
+
+    /// The config with another database and, if given, another `sync.full_pass`.
+    fn write_config_to(&self, mapping: &Mapping, db: &Path, full_pass: Option<FullPass>) {
+        let full_pass = full_pass.map_or(String::new(), |mode| {
+            format!("full_pass = \"{}\"\n", mode.as_str())
+        });
         let groups: Vec<String> = mapping
             .groups
             .iter()
@@ -375,7 +425,7 @@ interval = "5m"
 # The remap steps remove tens of thousands of team members on purpose: the benchmark measures
 # the work, so the deletion guard (default 500 per pass) is off.
 max_deletions = 0
-
+{full_pass}
 [mapping]
 groups = [{groups}]
 nested = {nested}
@@ -384,7 +434,7 @@ nested = {nested}
             client = sim::CLIENT_ID,
             secret = self.dir.path().join("client-secret").display(),
             url = self.sim.url(),
-            db = self.db.display(),
+            db = db.display(),
             groups = groups.join(", "),
             nested = mapping.nested,
         );
@@ -611,12 +661,28 @@ enum Step {
     Remap,
 }
 
+/// A run's requests by `Recorded::endpoint`; `$batch` items count under their own endpoint
+/// (and in `in_batch`), the envelopes under `batch`.
 #[derive(Clone, Debug, Default)]
 struct Requests {
+    /// `users/delta`.
     users: u64,
+    /// `groups/delta`.
     groups: u64,
     token: u64,
+    /// `GET /users` (the plain list, every partition).
+    user_list: u64,
+    /// `GET /groups`.
+    group_list: u64,
+    /// `GET /groups/{id}/members`.
+    members: u64,
+    /// `POST /$batch` envelopes.
+    batch: u64,
+    /// Items inside the envelopes, of any endpoint.
+    in_batch: u64,
+    /// Unknown paths and anything else.
     other: u64,
+    /// Answered 200: users/delta, groups/delta.
     pages: [u64; 2],
 }
 
@@ -676,17 +742,22 @@ fn count_requests(requests: &[sim::Recorded]) -> Requests {
     let mut counts = Requests::default();
     for request in requests {
         let ok = request.status == 200;
-        match request.resource {
-            sim::Resource::Users => {
+        counts.in_batch += u64::from(request.in_batch);
+        match request.endpoint {
+            Endpoint::UsersDelta => {
                 counts.users += 1;
                 counts.pages[0] += u64::from(ok);
             }
-            sim::Resource::Groups => {
+            Endpoint::GroupsDelta => {
                 counts.groups += 1;
                 counts.pages[1] += u64::from(ok);
             }
-            sim::Resource::Token | sim::Resource::ManagedIdentity => counts.token += 1,
-            sim::Resource::Any => counts.other += 1,
+            Endpoint::Token | Endpoint::ManagedIdentity => counts.token += 1,
+            Endpoint::UserList => counts.user_list += 1,
+            Endpoint::GroupList => counts.group_list += 1,
+            Endpoint::Members => counts.members += 1,
+            Endpoint::Batch => counts.batch += 1,
+            Endpoint::Application | Endpoint::Unknown => counts.other += 1,
         }
     }
     counts
@@ -704,6 +775,7 @@ fn run_scenario(
     rows: &mut Vec<Row>,
     databases: &mut Vec<(String, DbStats)>,
     notes: &mut Vec<String>,
+    imports: &mut Vec<ImportRun>,
 ) {
     let p = &scenario.params;
     eprintln!("{}: {}", scenario.name, p.describe());
@@ -780,14 +852,25 @@ fn run_scenario(
             .map_or_else(|| tenant.user_ids()[0].clone(), |(id, _)| id)
     };
     let protected: HashSet<String> = [pick(0), pick(1), chain_top].into();
+    let critical_path = scenario.import.then(|| CriticalPath::of(&tenant));
 
     let env = Env::new(tenant, p);
     env.write_config(&m0);
     let label = |what: &str| format!("{} {what}", scenario.name);
 
-    let full = measure(&env, scenario, Step::Full, &label("full"));
-    databases.push((full.label.clone(), db_stats(&env.db)));
-    rows.push(full);
+    if let Some(critical_path) = critical_path {
+        imports.push(import_latency(
+            &env,
+            scenario,
+            &m0,
+            critical_path,
+            &label("full"),
+        ));
+    } else {
+        let full = measure(&env, scenario, Step::Full, &label("full"));
+        databases.push((full.label.clone(), db_stats(&env.db)));
+        rows.push(full);
+    }
 
     if scenario.incremental {
         let started = Instant::now();
@@ -836,6 +919,147 @@ fn run_scenario(
     }
     if let Some(dir) = std::env::var_os("ENTRA_SYNC_BENCH_KEEP") {
         keep_database(&env.db, Path::new(&dir), scenario.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The import-latency scenario.
+
+/// Graph's largest `$top` on the plain lists (notes 3.11).
+const LIST_TOP: usize = 999;
+/// A large tenant's read quota (notes 5.2), for the import-latency run.
+const IMPORT_QUOTA: (u32, Duration) = (8_000, Duration::from_secs(10));
+/// The users partitions of notes 3.11 (see the module doc).
+const USER_PARTITIONS: usize = 27;
+
+/// What the snapshot's longest chain of dependent requests is made of, read off the tenant.
+#[derive(Clone, Copy, Debug)]
+struct CriticalPath {
+    /// Pages of the largest users partition.
+    longest_partition: u64,
+    /// Pages of `/groups`.
+    group_list: u64,
+    /// Direct members of the largest group.
+    largest_group: usize,
+}
+
+impl CriticalPath {
+    fn of(tenant: &Tenant) -> CriticalPath {
+        let pages = |n: usize| n.div_ceil(LIST_TOP).max(1) as u64;
+        let mut partitions = [0usize; USER_PARTITIONS];
+        for id in tenant.user_ids() {
+            let user = tenant.user(&id).unwrap();
+            let first = user["userPrincipalName"]
+                .as_str()
+                .and_then(|upn| upn.chars().next())
+                .map_or('\0', |c| c.to_ascii_lowercase());
+            let slot = match first {
+                c if c < 'a' => 0,
+                c if c < 'z' => 1 + (c as usize - 'a' as usize),
+                _ => USER_PARTITIONS - 1,
+            };
+            partitions[slot] += 1;
+        }
+        let group_ids = tenant.group_ids();
+        CriticalPath {
+            longest_partition: partitions.into_iter().map(pages).max().unwrap_or(1),
+            group_list: pages(group_ids.len()),
+            largest_group: group_ids
+                .iter()
+                .map(|id| tenant.members_of(id).len())
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The deepest member chain: pages of the largest group's members.
+    fn member_pages(&self) -> u64 {
+        self.largest_group.div_ceil(LIST_TOP).max(1) as u64
+    }
+
+    /// Requests one after another: "latest", the longest listing chain, one catch-up page.
+    fn requests(&self) -> u64 {
+        1 + self
+            .longest_partition
+            .max(self.group_list + self.member_pages())
+            + 1
+    }
+}
+
+/// The import-latency scenario's run and the figures it is compared with.
+struct ImportRun {
+    label: String,
+    custom: bool,
+    latency: Duration,
+    run: ChildRun,
+    requests: Requests,
+    counters: sim::Counters,
+    /// Pages a full delta pass reads: users/delta, groups/delta.
+    delta_pages: [u64; 2],
+    critical_path: CriticalPath,
+}
+
+impl ImportRun {
+    /// (1): the two delta chains run in parallel.
+    fn delta_chain(&self) -> Duration {
+        self.latency * self.delta_pages[0].max(self.delta_pages[1]) as u32
+    }
+
+    /// (2): RU spent at the quota's rate.
+    fn quota_floor(&self) -> Duration {
+        let (ru, window) = IMPORT_QUOTA;
+        window.mul_f64(self.counters.ru_spent as f64 / f64::from(ru))
+    }
+
+    /// (3).
+    fn critical_path(&self) -> Duration {
+        self.latency * self.critical_path.requests() as u32
+    }
+}
+
+/// Counts the pages of a full delta pass (a scratch database, no latency, no quota), then
+/// measures the binary's full pass with the configured latency and quota.
+fn import_latency(
+    env: &Env,
+    scenario: &Scenario,
+    mapping: &Mapping,
+    critical_path: CriticalPath,
+    label: &str,
+) -> ImportRun {
+    {
+        let mut settings = env.sim.settings();
+        settings.page_latency = Duration::ZERO;
+        settings.ru_quota = None;
+    }
+    let scratch = env.dir.path().join("delta-pass.db");
+    env.write_config_to(mapping, &scratch, Some(FullPass::Delta));
+    eprintln!("  {label}: counting the pages of a full delta pass (no latency, no quota)");
+    let from = env.sim.requests().len();
+    env.run_sync();
+    let delta_pages = count_requests(&env.sim.requests()[from..]).pages;
+    env.write_config(mapping);
+
+    {
+        let mut settings = env.sim.settings();
+        settings.page_latency = scenario.params.latency;
+        settings.ru_quota = Some(IMPORT_QUOTA);
+    }
+    env.sim.reset_counters();
+    let from = env.sim.requests().len();
+    eprintln!("  {label}: running entra-sync sync");
+    let run = env.run_sync();
+    let counters = env.sim.counters();
+    let requests = count_requests(&env.sim.requests()[from..]);
+    eprintln!("  {label}: {:.3} s", run.wall.as_secs_f64());
+    ImportRun {
+        label: label.to_owned(),
+        custom: scenario.custom,
+        latency: scenario.params.latency,
+        run,
+        requests,
+        counters,
+        delta_pages,
+        critical_path,
     }
 }
 
@@ -1088,6 +1312,7 @@ fn report(
     rows: &[Row],
     databases: &[(String, DbStats)],
     notes: &[String],
+    imports: &[ImportRun],
     total: Duration,
 ) {
     println!();
@@ -1147,12 +1372,16 @@ fn report(
             ]
         })
         .collect();
-    print_table(&header, &cells);
-    println!();
-    println!(
-        "objects, links: delivered by the run's rounds (counted by floor (a), which fetches the \
-         same rounds); floor (a): same client, no database; floor (b): simulator serving time."
-    );
+    // Only import-latency selected: its figures are printed apart, the table would be empty.
+    if !rows.is_empty() {
+        print_table(&header, &cells);
+        println!();
+        println!(
+            "objects, links: delivered by the run's rounds (counted by floor (a), which fetches \
+             the same rounds); floor (a): same client, no database; floor (b): simulator serving \
+             time."
+        );
+    }
     // Per page of the longer chain: what floor (a) waited, against what the simulator spent
     // building the page and the latency it injected. A large gap is transport, not client.
     for r in rows.iter().filter(|r| r.step == Step::Full) {
@@ -1195,14 +1424,22 @@ fn report(
     for note in notes {
         println!("{note}");
     }
+    for i in imports {
+        report_import(i);
+    }
     println!();
     println!("binary output:");
     for r in rows {
         println!("  {}: {}", r.label, r.run.stdout);
     }
+    for i in imports {
+        println!("  {}: {}", i.label, i.run.stdout);
+    }
 
-    println!();
-    println!("database:");
+    if !databases.is_empty() {
+        println!();
+        println!("database:");
+    }
     for (label, db) in databases {
         println!(
             "  {label}: {} bytes ({} MiB: main {} + wal {}); {} users, {} groups, {} links, {} audit events, {} team members",
@@ -1348,6 +1585,24 @@ fn report(
             );
         }
     }
+    for i in imports {
+        let custom = if i.custom { " [custom parameters]" } else { "" };
+        let bound = i.quota_floor().max(i.critical_path());
+        println!(
+            "  {} delta-chain latency / wall = {:.2} / {:.2} s = {:.2} (target >= 10){custom}",
+            i.label,
+            i.delta_chain().as_secs_f64(),
+            i.run.wall.as_secs_f64(),
+            ratio(i.delta_chain(), i.run.wall),
+        );
+        println!(
+            "  {} wall / max(quota floor, critical path) = {:.2} / {:.2} s = {:.2} (target <= 1.3){custom}",
+            i.label,
+            i.run.wall.as_secs_f64(),
+            bound.as_secs_f64(),
+            ratio(i.run.wall, bound),
+        );
+    }
     for (label, db) in databases.iter().filter(|(l, _)| l.ends_with(" full")) {
         println!(
             "  {label} database: {:.0} bytes per user, {:.0} bytes per link (whole file; no target, reported)",
@@ -1357,4 +1612,77 @@ fn report(
     }
     println!();
     println!("benchmark total time {:.1} s", total.as_secs_f64());
+}
+
+/// The import-latency run's figures and what they are compared with (see the module doc).
+fn report_import(i: &ImportRun) {
+    let q = &i.requests;
+    let c = &i.counters;
+    let ms = i.latency.as_millis();
+    let (ru, window) = IMPORT_QUOTA;
+    let path = &i.critical_path;
+    println!();
+    println!(
+        "{}: the full pass with the config's default sync.full_pass, {ms} ms per request, \
+         read quota {ru} RU / {} s",
+        i.label,
+        window.as_secs()
+    );
+    println!(
+        "  wall {:.3} s, cpu {:.2}+{:.2} s, peak RSS {:.1} MiB",
+        i.run.wall.as_secs_f64(),
+        i.run.user.as_secs_f64(),
+        i.run.sys.as_secs_f64(),
+        i.run.max_rss_kib as f64 / 1024.0
+    );
+    let items =
+        q.users + q.groups + q.token + q.user_list + q.group_list + q.members + q.batch + q.other;
+    println!(
+        "  requests {} ({} HTTP round trips and {} items inside $batch): token {}, users/delta {}, \
+         groups/delta {}, /users list {}, /groups list {}, members {}, $batch {} (holding {} items), \
+         other {}",
+        items,
+        items - q.in_batch,
+        q.in_batch,
+        q.token,
+        q.users,
+        q.groups,
+        q.user_list,
+        q.group_list,
+        q.members,
+        q.batch,
+        q.in_batch,
+        q.other
+    );
+    println!(
+        "  RU spent {}; 429s: {} top-level, {} inside $batch",
+        c.ru_spent, c.throttled, c.throttled_in_batch
+    );
+    println!(
+        "  (1) delta chain: a full pass with sync.full_pass = \"delta\" (no latency, no quota) \
+         read {} users/delta and {} groups/delta pages; the chains run in parallel: \
+         max({}, {}) x {ms} ms = {:.3} s",
+        i.delta_pages[0],
+        i.delta_pages[1],
+        i.delta_pages[0],
+        i.delta_pages[1],
+        i.delta_chain().as_secs_f64()
+    );
+    println!(
+        "  (2) quota floor: {} RU / ({ru} RU / {} s) = {:.3} s",
+        c.ru_spent,
+        window.as_secs(),
+        i.quota_floor().as_secs_f64()
+    );
+    println!(
+        "  (3) critical path: (1 \"latest\" + max(longest users partition {} pages, /groups {} pages \
+         + largest group's {} members / {LIST_TOP} = {} pages) + 1 catch-up page) = {} requests \
+         x {ms} ms = {:.3} s",
+        path.longest_partition,
+        path.group_list,
+        path.largest_group,
+        path.member_pages(),
+        path.requests(),
+        i.critical_path().as_secs_f64()
+    );
 }
