@@ -53,24 +53,16 @@ const UNTYPED: &str = "unknown";
 pub fn page(
     kind: Kind,
     objects: &[DirectoryObject],
-    lookup: Lookup,
+    mut lookup: Lookup,
     generation: i64,
 ) -> Vec<Change> {
-    let stored = lookup.links;
-    let mut planner = Planner {
-        kind,
-        generation,
-        objects: lookup.objects,
-        links: borrowed_links(&stored),
-        users: lookup.users,
-        groups: lookup.groups,
-        purged: Vec::new(),
-        changes: Vec::new(),
-    };
+    let stored = std::mem::take(&mut lookup.links);
+    let purged = std::mem::take(&mut lookup.purged_links);
+    let mut planner = Planner::new(kind, generation, &stored, lookup);
     for object in objects {
         planner.object(object);
     }
-    planner.purge(lookup.purged_links);
+    planner.purge(purged);
     planner.changes
 }
 
@@ -95,20 +87,11 @@ pub fn wanted_members<'a>(group: &'a str, members: &'a [MemberChange]) -> Wanted
 pub fn listed_members(
     group: &str,
     members: &[MemberChange],
-    lookup: Lookup,
+    mut lookup: Lookup,
     generation: i64,
 ) -> Vec<Change> {
-    let stored = lookup.links;
-    let mut planner = Planner {
-        kind: Kind::Group,
-        generation,
-        objects: lookup.objects,
-        links: borrowed_links(&stored),
-        users: lookup.users,
-        groups: lookup.groups,
-        purged: Vec::new(),
-        changes: Vec::new(),
-    };
+    let stored = std::mem::take(&mut lookup.links);
+    let mut planner = Planner::new(Kind::Group, generation, &stored, lookup);
     for member in members.iter().filter(|m| !m.removed) {
         planner.membership(group, member);
     }
@@ -331,6 +314,25 @@ struct Link<'p> {
 }
 
 impl<'p> Planner<'p> {
+    /// A planner over `lookup`, whose links were taken out into `stored` (borrowed).
+    fn new(
+        kind: Kind,
+        generation: i64,
+        stored: &'p HashMap<(String, String), KnownLink>,
+        lookup: Lookup,
+    ) -> Planner<'p> {
+        Planner {
+            kind,
+            generation,
+            objects: lookup.objects,
+            links: borrowed_links(stored),
+            users: lookup.users,
+            groups: lookup.groups,
+            purged: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
     fn object(&mut self, object: &'p DirectoryObject) {
         match object.removed {
             Some(removal) => self.remove(&object.id, removal),

@@ -37,7 +37,7 @@ pub(super) enum Answer {
 /// finishes its request (its answer then goes nowhere) and finds no further task.
 pub(super) struct Pool {
     tasks: Option<mpsc::Sender<Task>>,
-    pub answers: mpsc::Receiver<Answer>,
+    answers: mpsc::Receiver<Answer>,
     /// Tasks sent whose answer has not been received.
     pub in_flight: usize,
     pub size: usize,
@@ -73,6 +73,19 @@ impl Pool {
             in_flight: 0,
             size,
         })
+    }
+
+    /// The next answer, waiting at most `wait` (`Ok(None)`); `Err(())` when every worker has
+    /// ended (one that panicked never answers).
+    pub fn receive(&mut self, wait: std::time::Duration) -> Result<Option<Answer>, ()> {
+        match self.answers.recv_timeout(wait) {
+            Ok(answer) => {
+                self.in_flight -= 1;
+                Ok(Some(answer))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+        }
     }
 
     pub fn is_full(&self) -> bool {

@@ -124,7 +124,22 @@ impl Pass {
             }
         }
         self.list(env, &listings, &mut work)?;
-        if work.failed || self.stopped || !work.is_done() {
+        if work.failed || self.stopped {
+            return Ok(Vec::new());
+        }
+        if !work.is_done() {
+            // The workers ended without being asked to (one panicked): never a silent
+            // success. What was applied stays, and the next pass resumes the snapshot.
+            log::error!("sync: the snapshot's fetch workers ended before the listing was complete");
+            for listing in &listings {
+                self.failures.push(format!(
+                    "sync: the {} snapshot ended before its listing was complete (its fetch \
+                     workers stopped unexpectedly; the log above says why); the next pass \
+                     resumes it",
+                    listing.resource
+                ));
+                self.failed.push(listing.resource);
+            }
             return Ok(Vec::new());
         }
         self.complete(env, &listings)
@@ -201,12 +216,12 @@ impl Pass {
             if pool.in_flight == 0 {
                 return Ok(());
             }
-            let answer = match pool.answers.recv_timeout(STOP_POLL) {
-                Ok(answer) => answer,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            // A timeout comes back here to beat and look at the stop flag.
+            let answer = match pool.receive(STOP_POLL) {
+                Ok(Some(answer)) => answer,
+                Ok(None) => continue,
+                Err(()) => return Ok(()),
             };
-            pool.in_flight -= 1;
             match answer {
                 Answer::List {
                     resource,
@@ -472,12 +487,12 @@ impl Pass {
             if pool.in_flight == 0 {
                 return Ok(());
             }
-            let answer = match pool.answers.recv_timeout(STOP_POLL) {
-                Ok(answer) => answer,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            // A timeout comes back here to beat and look at the stop flag.
+            let answer = match pool.receive(STOP_POLL) {
+                Ok(Some(answer)) => answer,
+                Ok(None) => continue,
+                Err(()) => return Ok(()),
             };
-            pool.in_flight -= 1;
             let Answer::Members { pages } = answer else {
                 continue;
             };
