@@ -13,7 +13,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::pool::{Answer, Pool, Task};
 use super::{Env, Pass, STOP_POLL, plan};
-use crate::graph::{GraphError, ListPage, MemberChange, MembersPage, Next, Resource, members_url};
+use crate::graph::{
+    Graph, GraphError, ListPage, MemberChange, MembersPage, Next, Resource, members_url,
+};
 use crate::store::{self, Counts, Kind, Purpose, SnapshotState, Stamp, StoreError, Tx};
 use crate::team;
 
@@ -102,9 +104,32 @@ impl Pass {
         env: &Env<'_>,
         resources: &[(Resource, String)],
     ) -> Result<Vec<Resource>, StoreError> {
-        let mut listings = Vec::new();
+        let mut resumed = Vec::new();
         for (resource, query) in resources {
-            if let Some(listing) = self.open_listing(env, *resource, query)? {
+            let state = env.store.snapshot_state(*resource)?;
+            resumed.push(state.filter(|s| s.query == *query));
+        }
+        // The links "from now" of the new snapshots, taken side by side: one round trip.
+        let links: Vec<Option<Result<String, GraphError>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = resources
+                .iter()
+                .zip(&resumed)
+                .map(|((resource, _), resumed)| {
+                    let graph = env.graph.clone();
+                    let resource = *resource;
+                    resumed
+                        .is_none()
+                        .then(|| scope.spawn(move || latest_link(&graph, resource)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.map(|h| h.join().unwrap_or(Err(GraphError::Stopped))))
+                .collect()
+        });
+        let mut listings = Vec::new();
+        for (((resource, query), resumed), link) in resources.iter().zip(resumed).zip(links) {
+            if let Some(listing) = self.open_listing(env, *resource, query, resumed, link)? {
                 listings.push(listing);
             }
         }
@@ -145,16 +170,16 @@ impl Pass {
         self.complete(env, &listings)
     }
 
-    /// Resumes `resource`'s snapshot, or takes the link "from now" and starts one.
+    /// Resumes `resource`'s snapshot, or starts one from `link`, the link "from now".
     fn open_listing(
         &mut self,
         env: &Env<'_>,
         resource: Resource,
         query: &str,
+        resumed: Option<SnapshotState>,
+        link: Option<Result<String, GraphError>>,
     ) -> Result<Option<Listing>, StoreError> {
-        if let Some(state) = env.store.snapshot_state(resource)?
-            && state.query == query
-        {
+        if let Some(state) = resumed {
             log::info!("sync: {resource}: resuming the snapshot under way");
             let baseline = env.store.sync_state(resource)?.baseline;
             return Ok(Some(Listing {
@@ -165,7 +190,7 @@ impl Pass {
         }
         // The link comes first: changes made while the listing runs are then in the
         // catch-up round (3.11: taken after the listing, they would be lost).
-        let catchup_link = match latest_link(env, resource) {
+        let catchup_link = match link.unwrap_or(Err(GraphError::Stopped)) {
             Ok(link) => link,
             Err(error) => {
                 self.fail(resource, error);
@@ -603,10 +628,10 @@ fn dispatch(env: &Env<'_>, pool: &mut Pool, work: &mut Work) {
 }
 
 /// The deltaLink of a `$deltatoken=latest` round: where the catch-up starts.
-fn latest_link(env: &Env<'_>, resource: Resource) -> Result<String, GraphError> {
-    let mut url = resource.latest_url(env.graph.endpoint());
+fn latest_link(graph: &Graph, resource: Resource) -> Result<String, GraphError> {
+    let mut url = resource.latest_url(graph.endpoint());
     for _ in 0..MAX_LATEST_PAGES {
-        match env.graph.get_page(resource, &url)?.next {
+        match graph.get_page(resource, &url)?.next {
             Next::Done(link) => return Ok(link),
             // Not expected (a "latest" round lists nothing), but followed: its objects are
             // the current state, which the listing reads anyway.
