@@ -7,13 +7,16 @@
 //! Where a round starts is `round`. Memory stays bounded by the channel: a few pages,
 //! whatever the tenant size.
 
+mod commands;
 mod dry_run;
 mod fetch;
 pub mod plan;
 mod pool;
 mod round;
 mod snapshot;
+mod stuck;
 
+pub use commands::{approve_deletions, remap_team};
 pub use dry_run::dry_run;
 
 use std::sync::mpsc;
@@ -30,6 +33,7 @@ use crate::team;
 
 use fetch::{Msg, fetch_round};
 use round::Round;
+use stuck::{MAX_STUCK_PASSES, Stuck};
 
 /// Pages fetched ahead of the writer. Two per resource keeps both chains busy while the
 /// writer commits, and bounds memory.
@@ -223,139 +227,6 @@ struct Env<'a> {
     graph: &'a Graph,
     shutdown: &'a Shutdown,
     heartbeat: Option<&'a Heartbeat>,
-}
-
-/// Passes in a row stuck on an unusable page at the same link before the resource starts
-/// over with a full round (issue 7 item 8: a page that never parses must not stop a
-/// resource forever).
-const MAX_STUCK_PASSES: u32 = 3;
-/// `meta` key: per resource, the link whose page could not be used and in how many passes in
-/// a row, `{"users": {"link": "...", "passes": 2}}`.
-const STUCK_KEY: &str = "stuck_pages";
-
-/// Where rounds keep failing on a page that cannot be used.
-struct Stuck(serde_json::Map<String, serde_json::Value>);
-
-impl Stuck {
-    fn load(store: &Store) -> Result<Stuck, StoreError> {
-        let map = store
-            .meta(STUCK_KEY)?
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
-        Ok(Stuck(map))
-    }
-
-    fn passes(&self, resource: Resource) -> u32 {
-        self.0
-            .get(resource.name())
-            .and_then(|s| s.get("passes"))
-            .and_then(serde_json::Value::as_u64)
-            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
-    }
-
-    /// Counts this pass in: a failure at the same link as before adds one, at another
-    /// link starts at one; a completed round (or a restart) clears its resource.
-    fn after(
-        mut self,
-        store: &mut Store,
-        unusable: &[(Resource, String)],
-        completed: &[Resource],
-    ) -> Result<(), StoreError> {
-        let before = self.0.clone();
-        for resource in Resource::ALL {
-            let key = resource.name();
-            if let Some((_, link)) = unusable.iter().find(|(r, _)| *r == resource) {
-                let same = self
-                    .0
-                    .get(key)
-                    .and_then(|s| s.get("link"))
-                    .and_then(|l| l.as_str())
-                    == Some(link.as_str());
-                let passes = if same && self.passes(resource) < MAX_STUCK_PASSES {
-                    self.passes(resource) + 1
-                } else {
-                    1
-                };
-                self.0.insert(
-                    key.into(),
-                    serde_json::json!({ "link": link, "passes": passes }),
-                );
-            } else if completed.contains(&resource) || self.passes(resource) >= MAX_STUCK_PASSES {
-                self.0.remove(key);
-            }
-        }
-        if self.0 == before {
-            return Ok(());
-        }
-        store.set_meta(STUCK_KEY, &serde_json::Value::Object(self.0).to_string())
-    }
-}
-
-/// Recomputes the team for a changed mapping from the database alone, as a `team` run in
-/// `sync_runs`, through the deletion guard (a typo in mapping.groups must never empty the
-/// team).
-pub fn remap_team(config: &Config, store: &mut Store) -> Result<team::TeamUpdate, SyncError> {
-    let mut guard = Guard::load(
-        store,
-        config.sync.max_deletions,
-        &config.mapping.team,
-        false,
-    )?;
-    let run_id = store.begin_run("team", &store::now())?;
-    let update = team::update(store, &config.mapping, run_id, false, &mut guard)?;
-    guard.save(store, run_id, false)?;
-    let report = PassReport {
-        run_id,
-        kind: "team",
-        counts: Counts {
-            team_added: update.added,
-            team_removed: update.removed,
-            ..Counts::default()
-        },
-    };
-    match guard.message() {
-        Some(message) => {
-            log::error!("team: {message}");
-            finish(store, &report, "failed", Some(message.clone()))?;
-            Err(SyncError::Held {
-                message,
-                report: Box::new(report),
-            })
-        }
-        None => {
-            finish(store, &report, "succeeded", None)?;
-            Ok(update)
-        }
-    }
-}
-
-/// `approve-deletions`: records a one-shot approval and wakes a running service (SIGUSR1
-/// starts a pass). Returns what the operator is told.
-pub fn approve_deletions(config: &Config) -> Result<String, SyncError> {
-    let database = &config.sync.database;
-    let mut store = Store::open(database)?;
-    let Some(held) = crate::guard::approve(&mut store)? else {
-        return Ok(
-            "approve-deletions: the deletion guard holds nothing; nothing to approve".into(),
-        );
-    };
-    Ok(match crate::lock::holder(database) {
-        Some(pid) => match crate::guard::wake(pid) {
-            Ok(()) => format!(
-                "approve-deletions: approved {held}; the running service (pid {pid}) starts a pass \
-                 now that applies them (see `entra-sync status` or the journal)"
-            ),
-            Err(e) => format!(
-                "approve-deletions: approved {held}; could not signal the running service (pid \
-                 {pid}: {e}); its next scheduled pass applies them, or run `systemctl kill -s \
-                 SIGUSR1 entra-sync` to start it now"
-            ),
-        },
-        None => format!(
-            "approve-deletions: approved {held}; no service is running: the next `entra-sync \
-             sync` applies them"
-        ),
-    })
 }
 
 fn finish(
@@ -803,122 +674,4 @@ fn round_mut(rounds: &mut [Round], resource: Resource) -> &mut Round {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::graph::DirectoryObject;
-    use serde_json::json;
-
-    fn pass(run_id: i64) -> Pass {
-        Pass {
-            run_id,
-            counts: Counts::default(),
-            failures: Vec::new(),
-            failed: Vec::new(),
-            completed: Vec::new(),
-            stopped: false,
-            restarted: false,
-            guard: Guard::off(),
-            unusable: Vec::new(),
-            lost: Vec::new(),
-        }
-    }
-
-    fn rounds() -> Vec<Round> {
-        Resource::ALL
-            .iter()
-            .map(|&resource| Round {
-                resource,
-                url: "https://graph.example/start".into(),
-                full: false,
-                fresh: false,
-                generation: 0,
-                query: "q".into(),
-                held: false,
-                baseline: false,
-                catchup: false,
-            })
-            .collect()
-    }
-
-    fn users(ids: std::ops::Range<u32>, next: Next) -> Page {
-        let objects = ids
-            .map(|n| DirectoryObject {
-                id: format!("u{n}"),
-                removed: None,
-                props: json!({"displayName": "x".repeat(2000)})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                members: None,
-            })
-            .collect();
-        Page { objects, next }
-    }
-
-    fn store() -> (tempfile::TempDir, Store, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
-        let run = store.begin_run("incremental", "t").unwrap();
-        (dir, store, run)
-    }
-
-    /// Issue 7 item 6: a fetcher that ends (or panics, which drops its sender the same way)
-    /// without a deltaLink used to look like "done", and the pass succeeded.
-    #[test]
-    fn a_round_that_ends_without_its_delta_link_fails_the_pass() {
-        let (_dir, store, run) = store();
-        let (sender, receiver) = mpsc::sync_channel(4);
-        sender
-            .send(Msg::Page(
-                Resource::Users,
-                users(0..1, Next::More("next".into())),
-            ))
-            .unwrap();
-        let groups = Page {
-            objects: Vec::new(),
-            next: Next::Done("delta".into()),
-        };
-        sender.send(Msg::Page(Resource::Groups, groups)).unwrap();
-        drop(sender);
-        let mut pass = pass(run);
-        let mut rounds = rounds();
-        pass.receive(&store, &receiver, &mut rounds, &Shutdown::new(), None)
-            .unwrap();
-        assert_eq!(pass.failed, [Resource::Users]);
-        assert!(
-            pass.failures[0].contains("users round ended before Graph sent its deltaLink"),
-            "{:?}",
-            pass.failures
-        );
-        assert_eq!(pass.completed, [Resource::Groups]);
-        assert_eq!(pass.counts.users_created, 1, "the committed page counts");
-    }
-
-    /// Issue 7 item 14: counts follow the transaction. Two queued pages share a batch; the
-    /// second fills the disk, the batch rolls back, and nothing of it is counted.
-    #[test]
-    fn a_batch_that_rolls_back_counts_nothing() {
-        let (_dir, store, run) = store();
-        store.limit_pages_for_test(40);
-        let (sender, receiver) = mpsc::sync_channel(4);
-        sender
-            .send(Msg::Page(
-                Resource::Users,
-                users(0..2, Next::More("n1".into())),
-            ))
-            .unwrap();
-        sender
-            .send(Msg::Page(
-                Resource::Users,
-                users(2..400, Next::More("n2".into())),
-            ))
-            .unwrap();
-        drop(sender);
-        let mut pass = pass(run);
-        let mut rounds = rounds();
-        let outcome = pass.receive(&store, &receiver, &mut rounds, &Shutdown::new(), None);
-        assert!(outcome.is_err(), "the full disk fails the batch");
-        assert_eq!(pass.counts, Counts::default());
-        assert_eq!(store.live_counts("t").unwrap(), [0, 0, 0], "rolled back");
-    }
-}
+mod tests;
