@@ -109,8 +109,8 @@ impl Store {
 
 impl Tx<'_> {
     /// Starts `resource`'s snapshot: a full round (new generation, a baseline when the table
-    /// is empty) that catches up from `catchup_link`, listed by `chains` from their start.
-    /// A previous snapshot's progress goes.
+    /// is empty; a previous snapshot's progress goes) that catches up from `catchup_link`,
+    /// listed by `chains` from their start.
     pub fn begin_snapshot(
         &self,
         resource: Resource,
@@ -119,7 +119,6 @@ impl Tx<'_> {
         chains: &[&str],
         now: &str,
     ) -> Result<SyncState> {
-        self.forget_snapshot(resource)?;
         let state = self.start_full_round(resource, query, now)?;
         self.tx
             .execute(
@@ -220,7 +219,7 @@ impl Tx<'_> {
         self.forget_snapshot(resource)
     }
 
-    /// Drops `resource`'s snapshot progress (a snapshot for another query, or a new one).
+    /// Drops `resource`'s snapshot progress (a new full round makes it meaningless).
     pub fn forget_snapshot(&self, resource: Resource) -> Result<()> {
         for sql in [
             "DELETE FROM snapshot_state WHERE resource = ?1",

@@ -337,3 +337,27 @@ fn full_round_state_moves_generation_and_clears_links() {
     assert_eq!(tx.sync_state(Resource::Users).unwrap().delta_link, None);
     tx.commit().unwrap();
 }
+
+/// A full round by delta chain, begun while a snapshot was under way (the config switched to
+/// `full_pass = "delta"`), drops that snapshot: switched back, it must not resume with a
+/// stale catch-up link and an old generation.
+#[test]
+fn a_new_full_round_drops_an_earlier_snapshot() {
+    let (_dir, store) = temp_store();
+    let tx = store.transaction().unwrap();
+    tx.begin_snapshot(Resource::Groups, "catch-up", "q", &["all"], "t")
+        .unwrap();
+    tx.queue_groups(&["g1"], Purpose::Snapshot).unwrap();
+    tx.queue_groups(&["g2"], Purpose::Recheck).unwrap();
+    tx.commit().unwrap();
+    assert!(store.snapshot_state(Resource::Groups).unwrap().is_some());
+
+    let tx = store.transaction().unwrap();
+    tx.start_full_round(Resource::Groups, "q", "t").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(store.snapshot_state(Resource::Groups).unwrap(), None);
+    assert!(store.snapshot_chains(Resource::Groups).unwrap().is_empty());
+    assert!(store.snapshot_groups(Purpose::Snapshot).unwrap().is_empty());
+    let recheck = store.snapshot_groups(Purpose::Recheck).unwrap();
+    assert_eq!(recheck, [("g2".to_owned(), None)], "a pending re-read stays");
+}

@@ -188,6 +188,9 @@ impl Tx<'_> {
         self.tx
             .execute(&sql, params![resource.name(), query, now])
             .map_err(|e| self.err(e))?;
+        // A new full round, by delta chain or snapshot, makes an earlier snapshot's
+        // progress (and its catch-up link) meaningless.
+        self.forget_snapshot(resource)?;
         self.sync_state(resource)
     }
 

@@ -110,7 +110,8 @@ pub fn run_pass(
         &config.mapping.team,
         options.allow_deletions,
     )?;
-    let planned_full = rounds.iter().any(|r| r.full) || snapshot_pending(config, store)?;
+    // A snapshot under way is a full round too: starting it cleared the resource's links.
+    let planned_full = rounds.iter().any(|r| r.full);
     let kind = if planned_full { "full" } else { "incremental" };
     let run_id = store.begin_run(kind, &store::now())?;
     log::info!(
@@ -205,19 +206,6 @@ pub fn run_pass(
             report: Box::new(report),
         })
     }
-}
-
-/// A snapshot is under way for some resource (it resumes in this pass, a full one).
-fn snapshot_pending(config: &Config, store: &Store) -> Result<bool, StoreError> {
-    if config.sync.full_pass != FullPass::Snapshot {
-        return Ok(false);
-    }
-    for resource in Resource::ALL {
-        if store.snapshot_state(resource)?.is_some() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// What a pass works with: its configuration, database, Graph client and stop flag.

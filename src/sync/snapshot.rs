@@ -228,24 +228,11 @@ impl Pass {
     ) -> Result<(), StoreError> {
         let mut pool = self.pool(env)?;
         loop {
-            if let Some(heartbeat) = env.heartbeat {
-                heartbeat.beat();
-            }
-            if env.shutdown.is_requested() {
-                self.stopped = true;
-                return Ok(());
-            }
             if !work.failed {
                 dispatch(env, &mut pool, work);
             }
-            if pool.in_flight == 0 {
+            let Some(answer) = self.next_answer(env, &mut pool) else {
                 return Ok(());
-            }
-            // A timeout comes back here to beat and look at the stop flag.
-            let answer = match pool.receive(STOP_POLL) {
-                Ok(Some(answer)) => answer,
-                Ok(None) => continue,
-                Err(()) => return Ok(()),
             };
             match answer {
                 Answer::List {
@@ -265,6 +252,29 @@ impl Pass {
                     };
                     self.absorb_members(env, listing, work, pages)?;
                 }
+            }
+        }
+    }
+
+    /// Waits for the pool's next answer, beating the watchdog and watching the stop flag
+    /// meanwhile. `None`: none will come (nothing in flight, the pass stops, or the workers
+    /// ended).
+    fn next_answer(&mut self, env: &Env<'_>, pool: &mut Pool) -> Option<Answer> {
+        loop {
+            if let Some(heartbeat) = env.heartbeat {
+                heartbeat.beat();
+            }
+            if env.shutdown.is_requested() {
+                self.stopped = true;
+                return None;
+            }
+            if pool.in_flight == 0 {
+                return None;
+            }
+            match pool.receive(STOP_POLL) {
+                Ok(Some(answer)) => return Some(answer),
+                Ok(None) => continue,
+                Err(()) => return None,
             }
         }
     }
@@ -499,24 +509,14 @@ impl Pass {
         let mut pool = self.pool(env)?;
         let mut failed = false;
         loop {
-            if env.shutdown.is_requested() {
-                self.stopped = true;
-                return Ok(());
-            }
             while !failed && !pool.is_full() && !queue.is_empty() {
                 let take = queue.len().min(BATCH_ITEMS);
                 pool.send(Task::Members {
                     groups: queue.drain(..take).collect(),
                 });
             }
-            if pool.in_flight == 0 {
+            let Some(answer) = self.next_answer(env, &mut pool) else {
                 return Ok(());
-            }
-            // A timeout comes back here to beat and look at the stop flag.
-            let answer = match pool.receive(STOP_POLL) {
-                Ok(Some(answer)) => answer,
-                Ok(None) => continue,
-                Err(()) => return Ok(()),
             };
             let Answer::Members { pages } = answer else {
                 continue;
