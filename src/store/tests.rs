@@ -359,5 +359,9 @@ fn a_new_full_round_drops_an_earlier_snapshot() {
     assert!(store.snapshot_chains(Resource::Groups).unwrap().is_empty());
     assert!(store.snapshot_groups(Purpose::Snapshot).unwrap().is_empty());
     let recheck = store.snapshot_groups(Purpose::Recheck).unwrap();
-    assert_eq!(recheck, [("g2".to_owned(), None)], "a pending re-read stays");
+    assert_eq!(
+        recheck,
+        [("g2".to_owned(), None)],
+        "a pending re-read stays"
+    );
 }

@@ -561,7 +561,7 @@ impl Pass {
         let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
         let planned = plan::page(kind, &page.objects, lookup, round.generation);
         let changes = self.judge(round, planned, false);
-        tx.apply(&changes, &stamp)?;
+        apply_changes(tx, &changes, &stamp, &mut batch.counts)?;
         if round.catchup && kind == Kind::Group {
             // The catch-up after a snapshot: every group it reports is re-read whole once
             // the round is complete (3.11 (b)), queued with the page so a crash keeps it.
@@ -573,8 +573,6 @@ impl Pass {
                 .collect();
             tx.queue_groups(&reported, Purpose::Recheck)?;
         }
-        let inputs_before = batch.counts.team_inputs();
-        plan::tally(&changes, &mut batch.counts);
         match &page.next {
             // A held round keeps its link, so the held deletions come again.
             Next::More(_) if round.held => {}
@@ -593,8 +591,7 @@ impl Pass {
                         );
                     }
                     let changes = self.judge(round, planned, true);
-                    tx.apply(&changes, &stamp)?;
-                    plan::tally(&changes, &mut batch.counts);
+                    apply_changes(tx, &changes, &stamp, &mut batch.counts)?;
                 }
                 if round.held {
                     log::warn!(
@@ -604,11 +601,7 @@ impl Pass {
                     );
                 } else {
                     if round.baseline && kind == Kind::Group {
-                        let groups = tx.audit_baseline(self.run_id, &now)?;
-                        log::info!(
-                            "sync: first import: the members of {groups} groups audited as a \
-                             baseline (one event per group)"
-                        );
+                        audit_baseline(tx, self.run_id, &now)?;
                     }
                     tx.set_delta_link(round.resource, link, &round.query, &now)?;
                     log::info!(
@@ -620,14 +613,38 @@ impl Pass {
                 batch.completed.push(round.resource);
             }
         }
-        if batch.counts.team_inputs() != inputs_before {
-            tx.set_meta(team::DIRTY_KEY, "1")?;
-        }
         batch.counts.pages += 1;
         // The round's state follows the transaction; if it fails to commit, the pass fails.
         round.fresh = false;
         Ok(())
     }
+}
+
+/// Applies changes to the open transaction, counts them, and marks the team for a recompute
+/// when they touch what it is made of.
+fn apply_changes(
+    tx: &Tx<'_>,
+    changes: &[Change],
+    stamp: &Stamp<'_>,
+    counts: &mut Counts,
+) -> Result<(), StoreError> {
+    tx.apply(changes, stamp)?;
+    let before = counts.team_inputs();
+    plan::tally(changes, counts);
+    if counts.team_inputs() != before {
+        tx.set_meta(team::DIRTY_KEY, "1")?;
+    }
+    Ok(())
+}
+
+/// Ends a first import (a baseline): one audit row per group for the members it came with.
+fn audit_baseline(tx: &Tx<'_>, run: i64, now: &str) -> Result<(), StoreError> {
+    let groups = tx.audit_baseline(run, now)?;
+    log::info!(
+        "sync: first import: the members of {groups} groups audited as a baseline (one event \
+         per group)"
+    );
+    Ok(())
 }
 
 /// Pages applied but not yet committed, with what they changed.

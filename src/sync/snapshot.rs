@@ -12,12 +12,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::pool::{Answer, Pool, Task};
-use super::{Env, Pass, STOP_POLL, plan};
+use super::{Env, Pass, STOP_POLL, apply_changes, audit_baseline, plan};
 use crate::graph::{
     Graph, GraphError, ListPage, MemberChange, MembersPage, Next, Resource, members_url,
 };
-use crate::store::{self, Counts, Kind, Purpose, SnapshotState, Stamp, StoreError, Tx};
-use crate::team;
+use crate::store::{self, Counts, Kind, Purpose, SnapshotState, Stamp, StoreError};
 
 /// Items in one `$batch` request: Graph's limit (3.11).
 const BATCH_ITEMS: usize = 20;
@@ -318,7 +317,7 @@ impl Pass {
         let kind = Kind::of(resource);
         let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
         let changes = plan::page(kind, &page.objects, lookup, listing.state.generation);
-        apply(
+        apply_changes(
             &tx,
             &changes,
             &stamp(self.run_id, listing, &now),
@@ -387,7 +386,7 @@ impl Pass {
                         tx.lookup(Kind::Group, &plan::wanted_members(&group, &page.members))?;
                     let changes =
                         plan::listed_members(&group, &page.members, lookup, stamp.generation);
-                    apply(&tx, &changes, &stamp, &mut counts)?;
+                    apply_changes(&tx, &changes, &stamp, &mut counts)?;
                     counts.pages += 1;
                     tx.set_group_progress(&group, page.next.as_deref())?;
                     if let Some(next) = page.next {
@@ -443,7 +442,7 @@ impl Pass {
                 );
             }
             let (changes, held) = self.judge_kind(kind, planned, true);
-            apply(
+            apply_changes(
                 &tx,
                 &changes,
                 &stamp(self.run_id, listing, &now),
@@ -457,11 +456,7 @@ impl Pass {
                 continue;
             }
             if listing.baseline && kind == Kind::Group {
-                let groups = tx.audit_baseline(self.run_id, &now)?;
-                log::info!(
-                    "sync: first import: the members of {groups} groups audited as a baseline \
-                     (one event per group)"
-                );
+                audit_baseline(&tx, self.run_id, &now)?;
             }
             let state = &listing.state;
             tx.complete_snapshot(resource, &state.catchup_link, &state.query, &now)?;
@@ -576,7 +571,7 @@ impl Pass {
             baseline: false,
         };
         let mut counts = Counts::default();
-        apply(&tx, &changes, &stamp, &mut counts)?;
+        apply_changes(&tx, &changes, &stamp, &mut counts)?;
         tx.set_group_progress(group, None)?;
         tx.commit()?;
         self.counts.add(&counts);
@@ -651,21 +646,4 @@ fn stamp<'a>(run: i64, listing: &Listing, now: &'a str) -> Stamp<'a> {
         now,
         baseline: listing.baseline,
     }
-}
-
-/// Applies changes to the open transaction, counting them, and marks the team for a
-/// recompute when they touch what it is made of.
-fn apply(
-    tx: &Tx<'_>,
-    changes: &[store::Change],
-    stamp: &Stamp<'_>,
-    counts: &mut Counts,
-) -> Result<(), StoreError> {
-    tx.apply(changes, stamp)?;
-    let before = counts.team_inputs();
-    plan::tally(changes, counts);
-    if counts.team_inputs() != before {
-        tx.set_meta(team::DIRTY_KEY, "1")?;
-    }
-    Ok(())
 }
