@@ -4,7 +4,7 @@
 
 // foldhash, not SipHash: these maps are keyed by ids Graph sends, hashed once or twice
 // per membership of a first import; nothing here needs DoS-resistant hashing.
-use foldhash::{HashMap, HashMapExt, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use super::*;
 
@@ -190,12 +190,11 @@ impl Tx<'_> {
             let Some(group_key) = self.key(group)? else {
                 continue;
             };
-            let mut named: HashMap<i64, &str> = HashMap::new();
-            for member in members {
-                if let Some(key) = self.key(member)? {
-                    named.insert(key, member);
-                }
-            }
+            let named: HashMap<i64, &str> = self
+                .known_keys(members)?
+                .into_iter()
+                .map(|(member, key)| (key, member))
+                .collect();
             if named.is_empty() {
                 continue;
             }
