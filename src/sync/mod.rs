@@ -437,13 +437,7 @@ impl Pass {
             match message {
                 Msg::Page(resource, page) => {
                     if batch.is_none() {
-                        batch = Some(Batch {
-                            tx: store.transaction()?,
-                            pages: 0,
-                            started: Instant::now(),
-                            counts: Counts::default(),
-                            completed: Vec::new(),
-                        });
+                        batch = Some(Batch::open(store)?);
                     }
                     let open = batch.as_mut().expect("a batch was opened above");
                     let round = round_mut(by_resource, resource);
@@ -656,6 +650,18 @@ struct Batch<'s> {
     counts: Counts,
     /// Rounds whose deltaLink this batch stores.
     completed: Vec<Resource>,
+}
+
+impl<'s> Batch<'s> {
+    fn open(store: &'s Store) -> Result<Batch<'s>, StoreError> {
+        Ok(Batch {
+            tx: store.transaction()?,
+            pages: 0,
+            started: Instant::now(),
+            counts: Counts::default(),
+            completed: Vec::new(),
+        })
+    }
 }
 
 impl Pass {

@@ -88,6 +88,13 @@ impl Pool {
         }
     }
 
+    /// An answer already waiting, if any.
+    pub fn try_receive(&mut self) -> Option<Answer> {
+        let answer = self.answers.try_recv().ok()?;
+        self.in_flight -= 1;
+        Some(answer)
+    }
+
     pub fn is_full(&self) -> bool {
         self.in_flight >= self.size
     }

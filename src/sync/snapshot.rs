@@ -12,11 +12,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::pool::{Answer, Pool, Task};
-use super::{Env, Pass, STOP_POLL, apply_changes, audit_baseline, plan};
+use super::{
+    Batch, Env, MAX_BATCH_PAGES, MAX_BATCH_TIME, Pass, STOP_POLL, apply_changes, audit_baseline,
+    plan,
+};
 use crate::graph::{
     Graph, GraphError, ListPage, MemberChange, MembersPage, Next, Resource, members_url,
 };
-use crate::store::{self, Counts, Kind, Purpose, SnapshotState, Stamp, StoreError};
+use crate::store::{self, Counts, Kind, Purpose, SnapshotState, Stamp, StoreError, Tx};
 
 /// Items in one `$batch` request: Graph's limit (3.11).
 const BATCH_ITEMS: usize = 20;
@@ -32,7 +35,7 @@ struct Listing {
     baseline: bool,
 }
 
-/// What is left to fetch, in memory; the database holds the same, committed.
+/// What is left to fetch, in memory; the database holds the same (once committed).
 #[derive(Default)]
 struct Work {
     /// Chains not yet at their end: where each continues (`None`: its start), and whether a
@@ -219,6 +222,11 @@ impl Pass {
     }
 
     /// Fetches and applies until nothing is left, a request fails or the pass stops.
+    /// Answers are applied into an open transaction that commits as soon as no further
+    /// answer is waiting (against real Graph latency, each on its own), or after
+    /// `MAX_BATCH_PAGES` / `MAX_BATCH_TIME` when the writer falls behind: a first import
+    /// then rewrites each index page in the WAL once per batch, not once per answer. Each
+    /// answer's progress commits with it, so a crash still resumes after the last commit.
     fn list(
         &mut self,
         env: &Env<'_>,
@@ -226,12 +234,25 @@ impl Pass {
         work: &mut Work,
     ) -> Result<(), StoreError> {
         let mut pool = self.pool(env)?;
+        let mut batch: Option<Batch<'_>> = None;
+        let mut waiting: Option<Answer> = None;
         loop {
             if !work.failed {
                 dispatch(env, &mut pool, work);
             }
-            let Some(answer) = self.next_answer(env, &mut pool) else {
-                return Ok(());
+            let answer = match waiting.take() {
+                Some(answer) => answer,
+                None => {
+                    self.commit(&mut batch)?;
+                    match self.next_answer(env, &mut pool) {
+                        Some(answer) => answer,
+                        None => return Ok(()),
+                    }
+                }
+            };
+            let open = match &mut batch {
+                Some(open) => open,
+                None => batch.insert(Batch::open(env.store)?),
             };
             match answer {
                 Answer::List {
@@ -239,18 +260,22 @@ impl Pass {
                     chain,
                     page,
                 } => {
-                    let Some(listing) = listings.iter().find(|l| l.resource == resource) else {
-                        continue;
-                    };
-                    self.absorb_list(env, listing, work, chain, page)?;
+                    if let Some(listing) = listings.iter().find(|l| l.resource == resource) {
+                        self.absorb_list(open, listing, work, chain, page)?;
+                    }
                 }
                 Answer::Members { pages } => {
-                    let Some(listing) = listings.iter().find(|l| l.resource == Resource::Groups)
-                    else {
-                        continue;
-                    };
-                    self.absorb_members(env, listing, work, pages)?;
+                    if let Some(listing) = listings.iter().find(|l| l.resource == Resource::Groups)
+                    {
+                        self.absorb_members(open, listing, work, pages)?;
+                    }
                 }
+            }
+            open.pages += 1;
+            if open.pages >= MAX_BATCH_PAGES || open.started.elapsed() >= MAX_BATCH_TIME {
+                self.commit(&mut batch)?;
+            } else if !env.shutdown.is_requested() {
+                waiting = pool.try_receive();
             }
         }
     }
@@ -289,7 +314,7 @@ impl Pass {
 
     fn absorb_list(
         &mut self,
-        env: &Env<'_>,
+        open: &mut Batch<'_>,
         listing: &Listing,
         work: &mut Work,
         chain: String,
@@ -304,7 +329,7 @@ impl Pass {
         let page = match page {
             Ok(page) => page,
             Err(error) if error.is_unsupported_query() && key.1 != ALL => {
-                return self.unpartition(env, resource, work);
+                return self.unpartition(&open.tx, resource, work);
             }
             Err(error) => {
                 work.failed = true;
@@ -312,26 +337,23 @@ impl Pass {
                 return Ok(());
             }
         };
-        let tx = env.store.transaction()?;
-        let (mut counts, now) = (Counts::default(), store::now());
+        let (tx, now) = (&open.tx, store::now());
         let kind = Kind::of(resource);
         let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
         let changes = plan::page(kind, &page.objects, lookup, listing.state.generation);
         apply_changes(
-            &tx,
+            tx,
             &changes,
             &stamp(self.run_id, listing, &now),
-            &mut counts,
+            &mut open.counts,
         )?;
-        counts.pages += 1;
+        open.counts.pages += 1;
         tx.set_chain(resource, &key.1, page.next.as_deref())?;
         let groups: Vec<&str> = match resource {
             Resource::Groups => page.objects.iter().map(|o| o.id.as_str()).collect(),
             Resource::Users => Vec::new(),
         };
         tx.queue_groups(&groups, Purpose::Snapshot)?;
-        tx.commit()?;
-        self.counts.add(&counts);
         for group in groups {
             work.queue(group, None);
         }
@@ -351,7 +373,7 @@ impl Pass {
     /// idempotent: it stamps what is unchanged as seen).
     fn unpartition(
         &mut self,
-        env: &Env<'_>,
+        tx: &Tx<'_>,
         resource: Resource,
         work: &mut Work,
     ) -> Result<(), StoreError> {
@@ -359,9 +381,7 @@ impl Pass {
             "sync: {resource}: Graph refused the partition filter of the snapshot (HTTP 400); \
              listing {resource} in one chain instead"
         );
-        let tx = env.store.transaction()?;
         tx.replace_chains(resource, &[ALL])?;
-        tx.commit()?;
         work.chains.retain(|(r, _), _| *r != resource);
         work.chains
             .insert((resource, ALL.to_owned()), (None, false));
@@ -370,13 +390,12 @@ impl Pass {
 
     fn absorb_members(
         &mut self,
-        env: &Env<'_>,
+        open: &mut Batch<'_>,
         listing: &Listing,
         work: &mut Work,
         pages: Vec<(String, Result<Option<MembersPage>, GraphError>)>,
     ) -> Result<(), StoreError> {
-        let tx = env.store.transaction()?;
-        let (mut counts, now) = (Counts::default(), store::now());
+        let (tx, counts, now) = (&open.tx, &mut open.counts, store::now());
         let stamp = stamp(self.run_id, listing, &now);
         let mut continued = Vec::new();
         for (group, page) in pages {
@@ -386,7 +405,7 @@ impl Pass {
                         tx.lookup(Kind::Group, &plan::wanted_members(&group, &page.members))?;
                     let changes =
                         plan::listed_members(&group, &page.members, lookup, stamp.generation);
-                    apply_changes(&tx, &changes, &stamp, &mut counts)?;
+                    apply_changes(tx, &changes, &stamp, counts)?;
                     counts.pages += 1;
                     tx.set_group_progress(&group, page.next.as_deref())?;
                     if let Some(next) = page.next {
@@ -406,8 +425,6 @@ impl Pass {
                 }
             }
         }
-        tx.commit()?;
-        self.counts.add(&counts);
         for (group, next) in continued {
             work.groups.push_back((group, Some(next)));
         }
