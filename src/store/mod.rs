@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::graph::{Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
+    include_str!("schema_v8.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
