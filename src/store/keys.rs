@@ -74,41 +74,47 @@ impl Tx<'_> {
     /// The keys of those of `ids` that have one: cached ones, the rest read in one
     /// statement (a first import's member pages name ids no key was given yet).
     pub(super) fn known_keys<'i>(&self, ids: &[&'i str]) -> Result<HashMap<&'i str, i64>> {
-        let mut keys = HashMap::with_capacity(ids.len());
-        let mut unknown: Vec<&str> = Vec::new();
+        let (mut keys, unknown) = self.cached_keys(ids.iter().copied());
+        if unknown.is_empty() {
+            return Ok(keys);
+        }
+        let stored: HashMap<String, i64> = self
+            .stored_keys(&super::changes::json_list(&unknown))?
+            .into_iter()
+            .collect();
+        let mut cache = self.keys.borrow_mut();
+        for id in unknown {
+            if let Some(&key) = stored.get(id) {
+                // Not given by this transaction (those are cached, above): committed.
+                cache.committed.insert(id, key);
+                keys.insert(id, key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The keys this process knows of `ids` (each once), and the distinct ids it does not,
+    /// sorted.
+    fn cached_keys<'i>(
+        &self,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> (HashMap<&'i str, i64>, Vec<&'i str>) {
+        let mut keys = HashMap::new();
+        let mut unknown = Vec::new();
         for id in ids {
+            if keys.contains_key(id) {
+                continue; // a page names its group once per member
+            }
             match self.cached_key(id) {
                 Some(key) => {
-                    keys.insert(*id, key);
+                    keys.insert(id, key);
                 }
                 None => unknown.push(id),
             }
         }
-        if unknown.is_empty() {
-            return Ok(keys);
-        }
-        let mut statement = self
-            .tx
-            .prepare_cached(
-                "SELECT k.id, k.key FROM json_each(?1) j CROSS JOIN object_keys k ON k.id = j.value",
-            )
-            .map_err(|e| self.err(e))?;
-        let stored: Vec<(String, i64)> = statement
-            .query_map([super::changes::json_list(&unknown)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))?;
-        let by_id: HashMap<&str, &str> = unknown.iter().map(|id| (*id, *id)).collect();
-        let mut cache = self.keys.borrow_mut();
-        for (id, key) in stored {
-            // Not given by this transaction (those are cached, above): committed.
-            cache.committed.insert(&id, key);
-            if let Some(id) = by_id.get(id.as_str()) {
-                keys.insert(*id, key);
-            }
-        }
-        Ok(keys)
+        unknown.sort_unstable();
+        unknown.dedup();
+        (keys, unknown)
     }
 
     /// The key of `id` if this process knows it: committed, or given by this transaction.
@@ -122,31 +128,20 @@ impl Tx<'_> {
     /// (a first import names 110,000 ids for the first time: one query each cost ~7% of
     /// its CPU).
     pub(super) fn keys_of<'c>(&self, changes: &'c [Change]) -> Result<HashMap<&'c str, i64>> {
-        let mut keys = HashMap::new();
-        let mut missing: Vec<&str> = Vec::new();
-        for change in changes {
-            let (Change::AddMember { group, member, .. }
-            | Change::SeenMember { group, member, .. }) = change
-            else {
-                continue;
-            };
-            for id in [group.as_str(), member.as_str()] {
-                if keys.contains_key(id) {
-                    continue; // a page names its group once per member
+        let ids = changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::AddMember { group, member, .. }
+                | Change::SeenMember { group, member, .. } => {
+                    Some([group.as_str(), member.as_str()])
                 }
-                match self.cached_key(id) {
-                    Some(key) => {
-                        keys.insert(id, key);
-                    }
-                    None => missing.push(id),
-                }
-            }
-        }
+                _ => None,
+            })
+            .flatten();
+        let (mut keys, missing) = self.cached_keys(ids);
         if missing.is_empty() {
             return Ok(keys);
         }
-        missing.sort_unstable();
-        missing.dedup();
         let given = self.give_keys(&missing)?;
         let mut fresh = self.fresh.0.borrow_mut();
         for (id, key) in missing.into_iter().zip(given) {
@@ -167,16 +162,7 @@ impl Tx<'_> {
             )
             .and_then(|mut statement| statement.execute([&list]))
             .map_err(|e| self.err(e))?;
-        let mut statement = self
-            .tx
-            .prepare_cached(
-                "SELECT k.id, k.key FROM json_each(?1) j CROSS JOIN object_keys k ON k.id = j.value",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows: Vec<(String, i64)> = statement
-            .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))?;
+        let rows = self.stored_keys(&list)?;
         // json_each yields the list in its order and every id has a key now, so row n is
         // the key of ids[n]; checked, so a surprise fails the page instead of mixing keys.
         let in_order = rows.len() == ids.len() && rows.iter().zip(ids).all(|((a, _), b)| a == b);
@@ -187,6 +173,21 @@ impl Tx<'_> {
             });
         }
         Ok(rows.into_iter().map(|(_, key)| key).collect())
+    }
+
+    /// `(id, key)` of each id of the JSON list `list` that `object_keys` holds, in the
+    /// list's order.
+    fn stored_keys(&self, list: &str) -> Result<Vec<(String, i64)>> {
+        self.tx
+            .prepare_cached(
+                "SELECT k.id, k.key FROM json_each(?1) j CROSS JOIN object_keys k ON k.id = j.value",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([list], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(|e| self.err(e))
     }
 }
 
