@@ -275,6 +275,7 @@ impl Pass {
             if open.pages >= MAX_BATCH_PAGES || open.started.elapsed() >= MAX_BATCH_TIME {
                 self.commit(&mut batch)?;
             } else if !env.shutdown.is_requested() {
+                // Another answer in this transaction; on a stop, the next turn commits.
                 waiting = pool.try_receive();
             }
         }
