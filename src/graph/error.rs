@@ -107,6 +107,19 @@ impl GraphError {
         matches!(self, GraphError::UnusablePage { .. })
     }
 
+    /// True when Graph refused a link it issued: a lost state, or 400/404 (the skiptoken of
+    /// a list expired or is unknown, graph-protocol.md 3.4, 4.5, 4.6).
+    pub fn is_stale_link(&self) -> bool {
+        matches!(
+            self,
+            GraphError::DeltaStateLost { .. }
+                | GraphError::Refused {
+                    status: 400 | 404 | 410,
+                    ..
+                }
+        )
+    }
+
     /// True when Graph refused the query itself (HTTP 400, such as `Request_UnsupportedQuery`):
     /// on a list with a partition filter, "this tenant does not support it" (graph-protocol.md
     /// 3.11), and the snapshot falls back to one unfiltered list.

@@ -45,6 +45,11 @@ struct Work {
     groups: VecDeque<(String, Option<String>)>,
     /// Groups ever queued in this snapshot: a group listed twice is read once.
     queued: HashSet<String>,
+    /// Groups whose request in flight continues their member list at a stored nextLink.
+    continuing: HashSet<String>,
+    /// Chains and groups whose nextLink Graph no longer accepted, listed again from their
+    /// start: once each, so a link that keeps failing fails the pass instead of looping.
+    restarted: HashSet<String>,
     /// A request failed: nothing more is sent, and nothing is reconciled.
     failed: bool,
 }
@@ -74,11 +79,26 @@ impl Work {
             .groups
             .drain(..take)
             .map(|(id, next)| {
-                let url = next.unwrap_or_else(|| members_url(endpoint, &id));
+                let url = match next {
+                    Some(next) => {
+                        self.continuing.insert(id.clone());
+                        next
+                    }
+                    None => members_url(endpoint, &id),
+                };
                 (id, url)
             })
             .collect();
         Some(batch)
+    }
+
+    /// Whether a failed request that continued at a nextLink (`from_link`) is listed again
+    /// from its start: Graph answers a skiptoken it no longer honours (one kept across a
+    /// restart, or older than the listing's lifetime) with 400, 404 or 410 (graph-protocol.md
+    /// 3.4: "must restart the round if that fails"). Listing again is idempotent: what the
+    /// earlier pages applied is stamped as seen.
+    fn restarts(&mut self, what: String, from_link: bool, error: &GraphError) -> bool {
+        from_link && error.is_stale_link() && self.restarted.insert(what)
     }
 }
 
@@ -112,7 +132,8 @@ impl Pass {
             resumed.push(state.filter(|s| s.query == *query));
         }
         // The links "from now" of the new snapshots, taken side by side: one round trip.
-        let links: Vec<Option<Result<String, GraphError>>> = std::thread::scope(|scope| {
+        // Per resource: `None` when resumed; `Some(None)` when the thread panicked.
+        let links: Vec<Option<Option<Result<String, GraphError>>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = resources
                 .iter()
                 .zip(&resumed)
@@ -126,11 +147,24 @@ impl Pass {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.map(|h| h.join().unwrap_or(Err(GraphError::Stopped))))
+                .map(|h| h.map(|h| h.join().ok()))
                 .collect()
         });
         let mut listings = Vec::new();
         for (((resource, query), resumed), link) in resources.iter().zip(resumed).zip(links) {
+            let link = match link {
+                None => None,
+                Some(Some(link)) => Some(link),
+                Some(None) => {
+                    // The thread panicked (the log says why): a failed pass, not a stop.
+                    self.failures.push(format!(
+                        "sync: {resource}: the request for the snapshot's \"latest\" link ended \
+                         unexpectedly (the log above says why); the next pass tries again"
+                    ));
+                    self.failed.push(*resource);
+                    continue;
+                }
+            };
             if let Some(listing) = self.open_listing(env, *resource, query, resumed, link)? {
                 listings.push(listing);
             }
@@ -327,8 +361,18 @@ impl Pass {
             return Ok(()); // a chain given up meanwhile (the partitions after a refusal)
         };
         slot.1 = false;
+        let from_link = slot.0.is_some();
         let page = match page {
             Ok(page) => page,
+            Err(error) if work.restarts(format!("{resource}/{}", key.1), from_link, &error) => {
+                log::warn!(
+                    "sync: {resource}: Graph no longer accepts the stored link of listing chain \
+                     {} ({error}); listing that chain again from its start",
+                    key.1
+                );
+                work.chains.insert(key, (None, false));
+                return Ok(());
+            }
             Err(error) if error.is_unsupported_query() && key.1 != ALL => {
                 return self.unpartition(&open.tx, resource, work);
             }
@@ -399,7 +443,9 @@ impl Pass {
         let (tx, counts, now) = (&open.tx, &mut open.counts, store::now());
         let stamp = stamp(self.run_id, listing, &now);
         let mut continued = Vec::new();
+        let mut continued_from_start = Vec::new();
         for (group, page) in pages {
+            let from_link = work.continuing.remove(&group);
             match page {
                 Ok(Some(page)) => {
                     let lookup =
@@ -419,6 +465,13 @@ impl Pass {
                     tx.mark_links_seen(&group, stamp.generation)?;
                     tx.set_group_progress(&group, None)?;
                 }
+                Err(error) if work.restarts(group.clone(), from_link, &error) => {
+                    log::warn!(
+                        "sync: groups: Graph no longer accepts the stored link of group {group}'s \
+                         member list ({error}); reading its members again from the first page"
+                    );
+                    continued_from_start.push(group);
+                }
                 Err(error) => {
                     // Not applied and not marked: the group is read again on resume.
                     work.failed = true;
@@ -428,6 +481,9 @@ impl Pass {
         }
         for (group, next) in continued {
             work.groups.push_back((group, Some(next)));
+        }
+        for group in continued_from_start {
+            work.groups.push_back((group, None));
         }
         Ok(())
     }

@@ -277,6 +277,63 @@ fn a_killed_snapshot_resumes_where_it_stopped() {
     assert_exact(&env);
 }
 
+/// A snapshot resumed after its skiptokens expired (graph-protocol.md 3.4: "must restart
+/// the round if that fails"): the users chain and the member list that stopped half-way are
+/// listed again from their start, once, and the pass ends exact instead of failing on every
+/// resume.
+#[test]
+fn a_resumed_snapshot_lists_again_what_its_expired_links_continued() {
+    let env = TestEnv::new();
+    tenant(&env, 2500, 3);
+    {
+        let mut settings = env.sim.settings();
+        settings.refuse_partition_filter = true; // one chain of three pages
+        settings.page_latency = Duration::from_millis(1000);
+    }
+    let mut child = env.spawn(&["sync"]);
+    wait_for(
+        "a users page and a members page with their nextLinks stored",
+        Duration::from_secs(30),
+        || {
+            env.db()
+                .query_row(
+                    "SELECT (SELECT count(*) FROM snapshot_chains WHERE next_link IS NOT NULL),
+                        (SELECT count(*) FROM snapshot_groups WHERE next_link IS NOT NULL)",
+                    [],
+                    |r| Ok(r.get::<_, i64>(0)? == 1 && r.get::<_, i64>(1)? == 1),
+                )
+                .unwrap_or(false)
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.sim.settings().page_latency = Duration::ZERO;
+    env.sim.expire_list_links();
+    env.sim.clear_requests();
+    let out = env.sync();
+    let log = stderr(&out);
+    assert!(log.contains("resuming the snapshot"), "{log}");
+    assert!(
+        log.contains("no longer accepts the stored link of listing chain all"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "no longer accepts the stored link of group {}'s member list",
+            g(1)
+        )),
+        "{log}"
+    );
+    let refused = env
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.status == 400 && r.path_and_query.contains("skiptoken"))
+        .count();
+    assert_eq!(refused, 2, "each expired link is tried once");
+    assert_exact(&env);
+}
+
 #[test]
 fn a_refused_partition_filter_lists_users_in_one_chain() {
     let env = TestEnv::new();

@@ -155,6 +155,12 @@ pub(super) fn serve(
     Reply::graph(ctx, 200, Value::Object(body).to_string().into_bytes())
 }
 
+impl ListLinks {
+    pub(super) fn clear(&mut self) {
+        self.links.clear();
+    }
+}
+
 fn lock_links(shared: &Shared) -> std::sync::MutexGuard<'_, ListLinks> {
     super::lock(&shared.list_links)
 }

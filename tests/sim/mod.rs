@@ -550,6 +550,12 @@ impl Sim {
         self.shared.links().expire_all();
     }
 
+    /// Forgets every skiptoken the plain lists (`/users`, `/groups`, members) issued so far:
+    /// Graph answers 400 "The specified page token value has expired".
+    pub fn expire_list_links(&self) {
+        lock(&self.shared.list_links).clear();
+    }
+
     /// A valid access token with the current consent settings, without an HTTP request.
     pub fn issue_token(&self) -> String {
         let settings = self.settings().clone();
