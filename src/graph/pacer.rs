@@ -3,8 +3,9 @@
 //! Every request waits for it first, and every response (and every `$batch` item) tells it
 //! what Graph said of the quota (graph-protocol.md 5.1, 5.2): a 429 with `Retry-After` pauses
 //! *all* requests until then, since the quota is the application's in the tenant, not one
-//! thread's; `x-ms-throttle-limit-percentage` (sent only above 80 % of the quota) spaces new
-//! requests out, the more the closer to throttling, until a response comes without it; and
+//! thread's (so does a 503 with `Retry-After`); `x-ms-throttle-limit-percentage` (sent only above 80 % of the quota) spaces new
+//! requests out, the more the closer to throttling, until a response comes without it (a
+//! server error without it says nothing of the quota, and keeps the spacing); and
 //! `x-ms-resource-unit` adds up to the resource units spent. It never refuses a request.
 
 use std::sync::Mutex;
@@ -54,6 +55,13 @@ impl Signals {
             limit_percentage: header("x-ms-throttle-limit-percentage")
                 .and_then(|v| v.trim().parse().ok()),
         }
+    }
+
+    /// Whether these signals say anything of the quota: a server error (500-504) without the
+    /// percentage header comes from a failing server, not from the quota's accounting, so
+    /// it keeps the spacing as it was (a 503 during throttling must not lift it).
+    fn reports_quota(&self) -> bool {
+        self.limit_percentage.is_some() || !(500..600).contains(&self.status)
     }
 
     /// The quota share these signals report: a 429 means at least 1.0 (throttling started)
@@ -138,12 +146,20 @@ impl State {
 
     fn observe(&mut self, signals: &[Signals], now: Instant) {
         for s in signals {
-            if let (429, Some(after)) = (s.status, s.retry_after) {
+            // A 503 with Retry-After is the service asking every caller to hold (5.1).
+            if let (429 | 503, Some(after)) = (s.status, s.retry_after) {
                 let until = now + after;
                 self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
             }
         }
-        let used = signals.iter().filter_map(Signals::used).reduce(f64::max);
+        if !signals.iter().any(Signals::reports_quota) {
+            return;
+        }
+        let used = signals
+            .iter()
+            .filter(|s| s.reports_quota())
+            .filter_map(Signals::used)
+            .reduce(f64::max);
         self.spacing = spacing(used);
         // A slot reserved under a wider spacing is kept; a narrower one applies from it on.
         if self.spacing.is_zero() {
@@ -246,5 +262,64 @@ mod tests {
         // A request whose slot is taken does not take another one.
         let mut reserved = true;
         assert_eq!(state.delay(t0, &mut reserved), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_server_error_without_the_header_keeps_the_spacing() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut state = State::default();
+        let busy = Signals {
+            status: 200,
+            limit_percentage: Some(1.0),
+            ..Signals::default()
+        };
+        state.observe(&[busy], t0);
+        for status in [500, 502, 503, 504] {
+            let failed = Signals {
+                status,
+                ..Signals::default()
+            };
+            state.observe(&[failed], t0);
+            assert_eq!(state.spacing, ms(400), "HTTP {status}");
+        }
+        // One with the header still counts, and so does a success without it.
+        let reported = Signals {
+            status: 503,
+            limit_percentage: Some(0.9),
+            ..Signals::default()
+        };
+        state.observe(&[reported], t0);
+        assert_eq!(state.spacing, ms(100));
+        let ok = Signals {
+            status: 200,
+            ..Signals::default()
+        };
+        state.observe(&[ok], t0);
+        assert_eq!(state.spacing, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_503_with_retry_after_pauses_every_request() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut state = State::default();
+        let unavailable = Signals {
+            status: 503,
+            retry_after: Some(ms(300)),
+            ..Signals::default()
+        };
+        state.observe(&[unavailable], t0);
+        assert_eq!(state.delay(t0 + ms(100), &mut false), ms(200));
+        // Without Retry-After the request's own backoff waits, not everyone's.
+        let mut state = State::default();
+        state.observe(
+            &[Signals {
+                retry_after: None,
+                ..unavailable
+            }],
+            t0,
+        );
+        assert_eq!(state.delay(t0, &mut false), Duration::ZERO);
     }
 }
