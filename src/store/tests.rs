@@ -66,6 +66,84 @@ fn version_1_migrates_with_its_memberships_behind_the_view() {
 }
 
 #[test]
+fn version_8_keeps_every_row_of_users_and_groups_in_rowid_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v8.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 8;
+             INSERT INTO users (id, user_principal_name, display_name, mail, account_enabled,
+                 user_type, attributes, created_at, updated_at, deleted_at, deletion,
+                 seen_generation)
+                 VALUES ('u1', 'ada@x', 'Ada', 'ada@x', 1, 'Member', '{\"a\":1}', 't1', 't2',
+                     NULL, NULL, 3),
+                        ('u2', 'bob@x', 'Bob', NULL, 0, 'Guest', '{}', 't1', 't3', 't3',
+                     'soft', 2);
+             INSERT INTO groups (id, display_name, attributes, created_at, updated_at)
+                 VALUES ('g1', 'Live', '{}', 't', 't');
+             INSERT INTO groups (id, display_name, attributes, created_at, updated_at,
+                 deleted_at, deletion) VALUES ('g2', 'Gone', '{}', 't', 't', 't', 'soft');
+             INSERT INTO object_keys (key, id) VALUES (1, 'g1'), (2, 'g2'), (3, 'u1');
+             INSERT INTO memberships (group_key, member_key, member_type, added_at)
+                 VALUES (1, 3, 'user', 0), (2, 3, 'user', 0);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let text = |sql: &str| -> Vec<String> {
+        let mut statement = store.conn.prepare(sql).unwrap();
+        statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    assert_eq!(
+        text(
+            "SELECT id || '|' || user_principal_name || '|' || display_name || '|' ||
+                 coalesce(mail, '-') || '|' || account_enabled || '|' || user_type || '|' ||
+                 attributes || '|' || created_at || '|' || updated_at || '|' ||
+                 coalesce(deleted_at, '-') || '|' || coalesce(deletion, '-') || '|' ||
+                 seen_generation
+             FROM users ORDER BY id"
+        ),
+        vec![
+            r#"u1|ada@x|Ada|ada@x|1|Member|{"a":1}|t1|t2|-|-|3"#,
+            "u2|bob@x|Bob|-|0|Guest|{}|t1|t3|t3|soft|2",
+        ]
+    );
+    // The view over groups is back, and hides the soft-deleted group's members.
+    assert_eq!(text("SELECT group_id FROM group_members"), vec!["g1"]);
+    // Rowid tables, with the id still the primary key and the team's index rebuilt.
+    assert_eq!(
+        text(
+            "SELECT name FROM sqlite_schema
+             WHERE name IN ('users', 'groups') AND sql NOT LIKE '%WITHOUT ROWID%' ORDER BY 1"
+        ),
+        vec!["groups", "users"]
+    );
+    assert_eq!(
+        text(
+            "SELECT name FROM sqlite_schema WHERE tbl_name = 'users' AND type = 'index' ORDER BY 1"
+        ),
+        vec!["sqlite_autoindex_users_1", "users_team"]
+    );
+    let duplicate = store.conn.execute(
+        "INSERT INTO users (id, attributes, created_at, updated_at) VALUES ('u1', '{}', 't', 't')",
+        [],
+    );
+    assert!(duplicate.is_err(), "the id stays unique");
+    let bad_deletion = store
+        .conn
+        .execute("UPDATE groups SET deletion = 'maybe' WHERE id = 'g1'", []);
+    assert!(bad_deletion.is_err(), "the CHECK on deletion stays");
+}
+
+#[test]
 fn explain_reads_work_on_an_empty_database() {
     let (_dir, store) = temp_store();
     // Fails to prepare if the partial index can't serve it (INDEXED BY).
@@ -363,5 +441,14 @@ fn a_new_full_round_drops_an_earlier_snapshot() {
         recheck,
         [("g2".to_owned(), None)],
         "a pending re-read stays"
+    );
+}
+
+#[test]
+fn schema_md_names_the_version_this_build_writes() {
+    let schema = include_str!("../../SCHEMA.md");
+    assert!(
+        schema.contains(&format!("(currently **{SCHEMA_VERSION}**)")),
+        "SCHEMA.md names another schema version than {SCHEMA_VERSION}"
     );
 }
