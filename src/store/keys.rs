@@ -24,11 +24,25 @@ struct Keys {
     others: HashMap<String, i64>,
 }
 
+/// An id as the key cache holds it: a GUID as its number (parsed once per lookup), any
+/// other id as text.
+#[derive(Clone, Copy)]
+enum Probe<'a> {
+    Guid(u128),
+    Other(&'a str),
+}
+
+impl<'a> Probe<'a> {
+    fn of(id: &'a str) -> Self {
+        guid(id).map_or(Probe::Other(id), Probe::Guid)
+    }
+}
+
 impl Keys {
-    fn get(&self, id: &str) -> Option<i64> {
-        match guid(id) {
-            Some(n) => self.guids.get(&n).copied(),
-            None => self.others.get(id).copied(),
+    fn get(&self, probe: Probe<'_>) -> Option<i64> {
+        match probe {
+            Probe::Guid(n) => self.guids.get(&n).copied(),
+            Probe::Other(id) => self.others.get(id).copied(),
         }
     }
 
@@ -117,38 +131,71 @@ impl Tx<'_> {
         (keys, unknown)
     }
 
-    /// The key of `id` if this process knows it: committed, or given by this transaction.
+    /// The key of `id` if this process knows it: given by this transaction (a small map,
+    /// tried first), or committed.
     fn cached_key(&self, id: &str) -> Option<i64> {
-        let committed = self.keys.borrow().committed.get(id);
-        committed.or_else(|| self.fresh.0.borrow().get(id))
+        let probe = Probe::of(id);
+        let fresh = self.fresh.0.borrow().get(probe);
+        fresh.or_else(|| self.keys.borrow().committed.get(probe))
     }
 
-    /// The keys of the groups and members the changes add or stamp; the ids this process
-    /// has no key for are looked up or given one together, all of a page's in two statements
-    /// (a first import names 110,000 ids for the first time: one query each cost ~7% of
-    /// its CPU).
-    pub(super) fn keys_of<'c>(&self, changes: &'c [Change]) -> Result<HashMap<&'c str, i64>> {
-        let ids = changes
-            .iter()
-            .filter_map(|change| match change {
-                Change::AddMember { group, member, .. }
-                | Change::SeenMember { group, member, .. } => {
-                    Some([group.as_str(), member.as_str()])
+    /// The keys of the group and member of each change that adds or stamps a membership,
+    /// in the order of `changes` (`None` for the others). The ids this process has no key
+    /// for are looked up or given one together, all of a page's in two statements (a first
+    /// import names 110,000 ids for the first time: one query each cost ~7% of its CPU).
+    pub(super) fn keys_of(&self, changes: &[Change]) -> Result<Vec<Option<(i64, i64)>>> {
+        let mut missing = Vec::new();
+        // A page names its group once per member: the last group's key is kept at hand.
+        let mut last_group: Option<(&str, Option<i64>)> = None;
+        let mut found: Vec<Option<[Option<i64>; 2]>> = Vec::with_capacity(changes.len());
+        for change in changes {
+            let (Change::AddMember { group, member, .. }
+            | Change::SeenMember { group, member, .. }) = change
+            else {
+                found.push(None);
+                continue;
+            };
+            let group_key = match last_group {
+                Some((last, key)) if last == group.as_str() => key,
+                _ => {
+                    let key = self.cached_key(group);
+                    last_group = Some((group, key));
+                    key
                 }
+            };
+            let member_key = self.cached_key(member);
+            for (id, key) in [(group, group_key), (member, member_key)] {
+                if key.is_none() {
+                    missing.push(id.as_str());
+                }
+            }
+            found.push(Some([group_key, member_key]));
+        }
+        let given: HashMap<&str, i64> = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            missing.sort_unstable();
+            missing.dedup();
+            let keys = self.give_keys(&missing)?;
+            let mut fresh = self.fresh.0.borrow_mut();
+            for (id, &key) in missing.iter().zip(&keys) {
+                fresh.insert(id, key);
+            }
+            missing.into_iter().zip(keys).collect()
+        };
+        let key = |id: &str, cached: Option<i64>| cached.or_else(|| given.get(id).copied());
+        Ok(changes
+            .iter()
+            .zip(found)
+            .map(|(change, found)| match (change, found) {
+                (
+                    Change::AddMember { group, member, .. }
+                    | Change::SeenMember { group, member, .. },
+                    Some([g, m]),
+                ) => key(group, g).zip(key(member, m)),
                 _ => None,
             })
-            .flatten();
-        let (mut keys, missing) = self.cached_keys(ids);
-        if missing.is_empty() {
-            return Ok(keys);
-        }
-        let given = self.give_keys(&missing)?;
-        let mut fresh = self.fresh.0.borrow_mut();
-        for (id, key) in missing.into_iter().zip(given) {
-            fresh.insert(id, key);
-            keys.insert(id, key);
-        }
-        Ok(keys)
+            .collect())
     }
 
     /// The key of each of `ids` (sorted, distinct, none cached), given to those the table
@@ -194,15 +241,23 @@ impl Tx<'_> {
 /// The id as a number when it is a GUID in the canonical form Graph sends (lower-case,
 /// hyphenated), so that the number stands for this exact text.
 fn guid(id: &str) -> Option<u128> {
-    let canonical = id.len() == 36
-        && id.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        });
-    canonical
-        .then(|| uuid::Uuid::try_parse(id).ok())
-        .flatten()
-        .map(|uuid| uuid.as_u128())
+    let bytes = id.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    // One pass over the text, no allocation: a first import parses two ids per link.
+    let mut n = 0u128;
+    for (i, &b) in bytes.iter().enumerate() {
+        let digit = match (i, b) {
+            (8 | 13 | 18 | 23, b'-') => continue,
+            (8 | 13 | 18 | 23, _) => return None,
+            (_, b'0'..=b'9') => b - b'0',
+            (_, b'a'..=b'f') => b - b'a' + 10,
+            _ => return None,
+        };
+        n = n << 4 | u128::from(digit);
+    }
+    Some(n)
 }
 
 #[cfg(test)]
@@ -264,5 +319,7 @@ mod tests {
         assert_eq!(guid(&id.to_uppercase()), None);
         assert_eq!(guid(&id.replace('-', "")), None);
         assert_eq!(guid("g1"), None);
+        assert_eq!(guid("0c0c0c0c-1111-4222-8333-44444444444g"), None);
+        assert_eq!(guid("0c0c0c0c1-111-4222-8333-444444444444"), None);
     }
 }
