@@ -30,6 +30,16 @@ fn new_database_is_private_wal_and_current() {
     Store::open(&path).unwrap();
 }
 
+/// The first column of every row `sql` returns, as text.
+fn column_text(store: &Store, sql: &str) -> Vec<String> {
+    let mut statement = store.conn.prepare(sql).unwrap();
+    statement
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
 #[test]
 fn version_1_migrates_with_its_memberships_behind_the_view() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,14 +59,7 @@ fn version_1_migrates_with_its_memberships_behind_the_view() {
         .unwrap();
     }
     let store = Store::open(&path).unwrap();
-    let rows = |sql: &str| -> Vec<String> {
-        let mut statement = store.conn.prepare(sql).unwrap();
-        statement
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-    };
+    let rows = |sql: &str| column_text(&store, sql);
     assert_eq!(rows("SELECT group_id FROM group_members"), vec!["g1"]);
     assert_eq!(
         rows("SELECT group_id FROM group_members_all ORDER BY 1"),
@@ -94,14 +97,7 @@ fn version_8_keeps_every_row_of_users_and_groups_in_rowid_tables() {
         .unwrap();
     }
     let store = Store::open(&path).unwrap();
-    let text = |sql: &str| -> Vec<String> {
-        let mut statement = store.conn.prepare(sql).unwrap();
-        statement
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-    };
+    let text = |sql: &str| column_text(&store, sql);
     assert_eq!(
         text(
             "SELECT id || '|' || user_principal_name || '|' || display_name || '|' ||
