@@ -100,6 +100,12 @@ impl Work {
     fn restarts(&mut self, what: String, from_link: bool, error: &GraphError) -> bool {
         from_link && error.is_stale_link() && self.restarted.insert(what)
     }
+
+    /// Whether a group whose member list answered 404 at a nextLink (`from_link`) is read
+    /// again from its first page rather than taken as deleted: once, as [`Work::restarts`].
+    fn restarts_gone(&mut self, group: &str, from_link: bool) -> bool {
+        from_link && self.restarted.insert(group.to_owned())
+    }
 }
 
 /// The filters a resource's listing is split by, or the one chain [`ALL`].
@@ -459,6 +465,16 @@ impl Pass {
                         continued.push((group, next));
                     }
                 }
+                Ok(None) if work.restarts_gone(&group, from_link) => {
+                    // A 404 on a nextLink is also how Graph has answered a skiptoken it no
+                    // longer honours (4.6): taken for a deletion, the rest of the list would
+                    // never be read. From its first page, a deleted group answers 404 again.
+                    log::warn!(
+                        "sync: groups: Graph answered 404 to the stored link of group {group}'s \
+                         member list; reading its members again from the first page"
+                    );
+                    continued_from_start.push(group);
+                }
                 Ok(None) => {
                     // Deleted since it was listed: its links stay until the catch-up round
                     // says how (a soft deletion keeps them for a restore, 3.8).
@@ -575,6 +591,8 @@ impl Pass {
             })
             .collect();
         let mut lists: HashMap<String, Vec<MemberChange>> = HashMap::new();
+        // Groups whose list was read again from its first page after a 404 at a nextLink.
+        let mut restarted = HashSet::new();
         let mut pool = self.pool(env)?;
         let mut failed = false;
         loop {
@@ -606,6 +624,18 @@ impl Pass {
                         let mut listed = lists.remove(&group).unwrap_or_default();
                         listed.append(&mut members);
                         self.apply_recheck(env, &group, &listed, generation)?;
+                    }
+                    Ok(None)
+                        if lists.remove(&group).is_some() && restarted.insert(group.clone()) =>
+                    {
+                        // 404 at a nextLink: maybe a skiptoken Graph no longer honours (4.6),
+                        // so the list is read again whole; a deleted group answers 404 again.
+                        log::warn!(
+                            "sync: groups: Graph answered 404 to the link of group {group}'s \
+                             member list; reading its members again from the first page"
+                        );
+                        let url = members_url(endpoint, &group);
+                        queue.push_back((group, url));
                     }
                     Ok(None) => {
                         // Gone since the catch-up: its deletion comes in the next round.

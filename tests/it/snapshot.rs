@@ -335,6 +335,47 @@ fn a_resumed_snapshot_lists_again_what_its_expired_links_continued() {
 }
 
 #[test]
+fn a_member_list_whose_stored_link_answers_404_is_read_again_not_taken_as_deleted() {
+    let env = TestEnv::new();
+    tenant(&env, 2500, 3);
+    {
+        let mut settings = env.sim.settings();
+        settings.refuse_partition_filter = true;
+        settings.expired_list_links_not_found = true; // 404 UnknownError (notes 4.6)
+        settings.page_latency = Duration::from_millis(1000);
+    }
+    let mut child = env.spawn(&["sync"]);
+    wait_for(
+        "a members page with its nextLink stored",
+        Duration::from_secs(30),
+        || {
+            env.db()
+                .query_row(
+                    "SELECT count(*) FROM snapshot_groups WHERE next_link IS NOT NULL",
+                    [],
+                    |r| Ok(r.get::<_, i64>(0)? == 1),
+                )
+                .unwrap_or(false)
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.sim.settings().page_latency = Duration::ZERO;
+    env.sim.expire_list_links();
+    let out = env.sync();
+    let log = stderr(&out);
+    assert!(
+        log.contains(&format!(
+            "Graph answered 404 to the stored link of group {}'s member list",
+            g(1)
+        )),
+        "{log}"
+    );
+    // Every member of the group is stored, not only those of the pages before the kill.
+    assert_exact(&env);
+}
+
+#[test]
 fn a_refused_partition_filter_lists_users_in_one_chain() {
     let env = TestEnv::new();
     tenant(&env, 1300, 3);

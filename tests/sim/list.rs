@@ -208,6 +208,12 @@ fn start(
         let state = lock_links(shared).links.get(&token).cloned();
         return match state.filter(|s| s.query.listing == listing) {
             Some(state) => Ok(state),
+            None if settings.expired_list_links_not_found => Err(Reply::graph_error(
+                ctx,
+                404,
+                "UnknownError",
+                "The specified page token value has expired.",
+            )),
             None => Err(bad_request(
                 "Request_BadRequest",
                 "The specified page token value has expired and can no longer be included in your request.",

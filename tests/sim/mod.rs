@@ -224,6 +224,11 @@ pub struct Settings {
     /// as a tenant or service that does not support partition filters (notes 3.11; default
     /// false).
     pub refuse_partition_filter: bool,
+    /// How a skiptoken of the plain lists that expired or was never issued is answered:
+    /// `false` (default) 400 "The specified page token value has expired"; `true` 404
+    /// `UnknownError`, as reported for a groups skiptoken (notes 4.6), which for a member
+    /// list reads like a deleted group.
+    pub expired_list_links_not_found: bool,
     /// Read quota of the application + tenant pair (notes 5.2): `(RU, window)`, a token bucket
     /// holding at most RU and refilled continuously at RU/window. `None` (default): unlimited.
     pub ru_quota: Option<(u32, Duration)>,
@@ -255,6 +260,7 @@ impl Default for Settings {
             managed_identity: None,
             application: None,
             refuse_partition_filter: false,
+            expired_list_links_not_found: false,
             ru_quota: None,
         }
     }
@@ -551,7 +557,8 @@ impl Sim {
     }
 
     /// Forgets every skiptoken the plain lists (`/users`, `/groups`, members) issued so far:
-    /// Graph answers 400 "The specified page token value has expired".
+    /// Graph answers 400 "The specified page token value has expired" (or 404, see
+    /// `Settings::expired_list_links_not_found`).
     pub fn expire_list_links(&self) {
         lock(&self.shared.list_links).clear();
     }
