@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::sim::{Endpoint, Fault, MemberKind, Recorded};
+use crate::sim::{Endpoint, Fault, MemberKind, Recorded, Target};
 use crate::support::*;
 
 /// Users whose names start across the partitions and outside them (digits, `_`, capitals,
@@ -372,6 +372,64 @@ fn a_member_list_whose_stored_link_answers_404_is_read_again_not_taken_as_delete
         "{log}"
     );
     // Every member of the group is stored, not only those of the pages before the kill.
+    assert_exact(&env);
+}
+
+/// The re-read after the catch-up (3.11 (b)) meets the same 404 at a nextLink: it reads the
+/// list again whole, so a link added and removed inside the window, which the catch-up does
+/// not report, still goes.
+#[test]
+fn a_re_read_whose_member_link_answers_404_reads_the_list_again() {
+    let env = TestEnv::new();
+    tenant(&env, 1300, 3); // g1: 1,200 members, two pages
+    env.sync();
+    env.sim.clear_requests();
+    {
+        let mut settings = env.sim.settings();
+        settings.page_latency = Duration::from_millis(50);
+        settings.transient_links_unreported = true;
+    }
+    // One users partition is slow, so the listing outlasts the changes below.
+    env.sim
+        .push_fault(Endpoint::UserList, Fault::Delay(Duration::from_secs(2)));
+    let child = env.spawn(&["sync", "--full"]);
+    wait_for("the groups' latest link", Duration::from_secs(20), || {
+        env.sim
+            .requests()
+            .iter()
+            .any(|r| r.endpoint == Endpoint::GroupsDelta && r.path_and_query.contains("latest"))
+    });
+    let g1 = g(1);
+    env.sim.tenant().add_member(&g1, &u(1250), MemberKind::User);
+    wait_for("g1's second page read", Duration::from_secs(20), || {
+        env.sim.requests().iter().any(|r| {
+            r.endpoint == Endpoint::Members
+                && r.path_and_query.contains(&g1)
+                && r.path_and_query.contains("skiptoken")
+                && r.status == 200
+        })
+    });
+    env.sim.tenant().remove_member(&g1, &u(1250));
+    // The next member page read at a nextLink is the re-read's second page of g1.
+    env.sim.push_fault(
+        Target::Continuation(Endpoint::Members),
+        Fault::Status {
+            status: 404,
+            retry_after: None,
+            code: "UnknownError",
+        },
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_success(&out);
+    let log = stderr(&out);
+    assert!(
+        log.contains(&format!(
+            "Graph answered 404 to the link of group {g1}'s member list"
+        )),
+        "{log}"
+    );
+    assert_eq!(env.sim.pending_faults(), 0);
+    // u1250, read by the snapshot and removed after, is gone.
     assert_exact(&env);
 }
 

@@ -73,6 +73,8 @@ pub enum Target {
     Resource(Resource),
     /// Requests to exactly this endpoint.
     Endpoint(Endpoint),
+    /// Requests to this endpoint that continue a list at its nextLink (`$skiptoken`).
+    Continuation(Endpoint),
 }
 
 impl From<Resource> for Target {
@@ -88,11 +90,13 @@ impl From<Endpoint> for Target {
 }
 
 impl Target {
-    pub(super) fn matches(self, endpoint: Endpoint) -> bool {
+    /// Whether a request to `endpoint` (`continuation`: at a list's nextLink) takes it.
+    pub(super) fn matches(self, endpoint: Endpoint, continuation: bool) -> bool {
         match self {
             Target::Resource(Resource::Any) => true,
             Target::Resource(resource) => endpoint.resource() == resource,
             Target::Endpoint(target) => target == endpoint,
+            Target::Continuation(target) => continuation && target == endpoint,
         }
     }
 }

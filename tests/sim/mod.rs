@@ -347,17 +347,17 @@ impl Shared {
         lock(&self.tokens)
     }
 
-    /// The first queued fault that applies to a request for `endpoint`, removed from the queue.
-    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+    /// The first queued fault that applies to a request for `endpoint` (`continuation`: at a
+    /// list's nextLink), removed from the queue.
+    fn take_fault(&self, endpoint: Endpoint, continuation: bool) -> Option<Fault> {
         // Unknown paths and the application endpoint never took faults.
         if matches!(endpoint, Endpoint::Unknown | Endpoint::Application) {
             return None;
         }
         let mut faults = lock(&self.faults);
-        let position = faults
-            .queue
-            .iter()
-            .position(|(target, fault)| target.matches(endpoint) && fault.applies_to(endpoint))?;
+        let position = faults.queue.iter().position(|(target, fault)| {
+            target.matches(endpoint, continuation) && fault.applies_to(endpoint)
+        })?;
         let (_, fault) = faults.queue.remove(position)?;
         if let Fault::ForeignNextLink(base) = &fault {
             faults.foreign.push((endpoint, base.clone()));
@@ -508,7 +508,7 @@ impl Sim {
     }
 
     /// Queues a fault for the next request to `target` (a `Resource`, `Any` = any endpoint, or
-    /// an `Endpoint`), FIFO. `$batch` items take faults like top-level requests.
+    /// an `Endpoint`, or `Target::Continuation` of one), FIFO. `$batch` items take faults like top-level requests.
     pub fn push_fault(&self, target: impl Into<Target>, fault: Fault) {
         lock(&self.shared.faults)
             .queue
@@ -681,7 +681,7 @@ fn evaluate(
             throttled(&ctx, "TooManyRequests").with("Retry-After", quota::seconds(*retry_after))
         }
         _ => {
-            let fault = shared.take_fault(endpoint);
+            let fault = shared.take_fault(endpoint, incoming.query.contains("skiptoken"));
             if let Some(Fault::Delay(delay)) = &fault {
                 pause += *delay;
             }
