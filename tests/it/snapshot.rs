@@ -155,6 +155,30 @@ fn a_first_import_is_a_snapshot_then_a_catch_up() {
     );
 }
 
+/// After a first import, starts `sync --full` and returns once its "latest" links are taken:
+/// what the tenant does from then on falls inside the snapshot's window, which one slow users
+/// partition keeps open for 2 s. `unreported`: the catch-up leaves out links added and removed
+/// inside the window (3.11 (b)).
+fn full_pass_inside_a_window(env: &TestEnv, unreported: bool) -> std::process::Child {
+    env.sync();
+    env.sim.clear_requests();
+    {
+        let mut settings = env.sim.settings();
+        settings.page_latency = Duration::from_millis(50);
+        settings.transient_links_unreported = unreported;
+    }
+    env.sim
+        .push_fault(Endpoint::UserList, Fault::Delay(Duration::from_secs(2)));
+    let child = env.spawn(&["sync", "--full"]);
+    wait_for("the groups' latest link", Duration::from_secs(20), || {
+        env.sim
+            .requests()
+            .iter()
+            .any(|r| r.endpoint == Endpoint::GroupsDelta && r.path_and_query.contains("latest"))
+    });
+    child
+}
+
 /// Changes while a snapshot (`sync --full`) lists: a link added after the "latest" link and
 /// removed after the snapshot read it ends absent whichever way the catch-up reports it
 /// (3.11 (b)); every other change of the window ends exact too, and a user soft-deleted
@@ -164,23 +188,7 @@ fn changes_during_the_snapshot_end_exact_either_way_graph_reports_them() {
     for unreported in [false, true] {
         let env = TestEnv::new();
         tenant(&env, 200, 30);
-        env.sync();
-        env.sim.clear_requests();
-        {
-            let mut settings = env.sim.settings();
-            settings.page_latency = Duration::from_millis(50);
-            settings.transient_links_unreported = unreported;
-        }
-        // One users partition is slow, so the listing outlasts the changes below.
-        env.sim
-            .push_fault(Endpoint::UserList, Fault::Delay(Duration::from_secs(2)));
-        let child = env.spawn(&["sync", "--full"]);
-        wait_for("the groups' latest link", Duration::from_secs(20), || {
-            env.sim
-                .requests()
-                .iter()
-                .any(|r| r.endpoint == Endpoint::GroupsDelta && r.path_and_query.contains("latest"))
-        });
+        let child = full_pass_inside_a_window(&env, unreported);
         {
             let mut t = env.sim.tenant();
             t.add_member(&g(5), &u(150), MemberKind::User); // added, read, removed
@@ -382,23 +390,7 @@ fn a_member_list_whose_stored_link_answers_404_is_read_again_not_taken_as_delete
 fn a_re_read_whose_member_link_answers_404_reads_the_list_again() {
     let env = TestEnv::new();
     tenant(&env, 1300, 3); // g1: 1,200 members, two pages
-    env.sync();
-    env.sim.clear_requests();
-    {
-        let mut settings = env.sim.settings();
-        settings.page_latency = Duration::from_millis(50);
-        settings.transient_links_unreported = true;
-    }
-    // One users partition is slow, so the listing outlasts the changes below.
-    env.sim
-        .push_fault(Endpoint::UserList, Fault::Delay(Duration::from_secs(2)));
-    let child = env.spawn(&["sync", "--full"]);
-    wait_for("the groups' latest link", Duration::from_secs(20), || {
-        env.sim
-            .requests()
-            .iter()
-            .any(|r| r.endpoint == Endpoint::GroupsDelta && r.path_and_query.contains("latest"))
-    });
+    let child = full_pass_inside_a_window(&env, true);
     let g1 = g(1);
     env.sim.tenant().add_member(&g1, &u(1250), MemberKind::User);
     wait_for("g1's second page read", Duration::from_secs(20), || {
