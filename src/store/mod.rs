@@ -103,7 +103,6 @@ impl Kind {
         }
     }
 
-    /// (column, Graph property) pairs copied out of the attributes.
     /// The statement `Tx::put_object` runs: the insert of a new row (`created`) or the
     /// update of a stored one, its typed columns bound from `?5` on. Written once per kind
     /// and reused: a first import runs it 110,000 times.
@@ -138,6 +137,7 @@ impl Kind {
         })
     }
 
+    /// (column, Graph property) pairs copied out of the attributes.
     fn columns(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Kind::User => &[
@@ -494,8 +494,8 @@ fn read_sync_state(conn: &Connection, resource: Resource) -> rusqlite::Result<Sy
     .map(Option::unwrap_or_default)
 }
 
-/// A typed column's value, from the property it mirrors: booleans as 0/1, an array (group
-/// types) as its JSON text. Strings are bound without a copy.
+/// A typed column's value, from the property it mirrors: booleans as 0/1, arrays and objects
+/// as JSON text, absent or null as NULL. Strings are bound without a copy.
 struct Column<'a>(Option<&'a Value>);
 
 impl rusqlite::ToSql for Column<'_> {
