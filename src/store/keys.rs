@@ -144,10 +144,9 @@ impl Tx<'_> {
     /// for are looked up or given one together, all of a page's in two statements (a first
     /// import names 110,000 ids for the first time: one query each cost ~7% of its CPU).
     pub(super) fn keys_of(&self, changes: &[Change]) -> Result<Vec<Option<(i64, i64)>>> {
+        // Each membership change's two ids with their cached keys; `None` for other changes.
+        let mut found: Vec<Option<[Cached<'_>; 2]>> = Vec::with_capacity(changes.len());
         let mut missing = Vec::new();
-        // A page names its group once per member: the last group's key is kept at hand.
-        let mut last_group: Option<(&str, Option<i64>)> = None;
-        let mut found: Vec<Option<[Option<i64>; 2]>> = Vec::with_capacity(changes.len());
         for change in changes {
             let (Change::AddMember { group, member, .. }
             | Change::SeenMember { group, member, .. }) = change
@@ -155,21 +154,21 @@ impl Tx<'_> {
                 found.push(None);
                 continue;
             };
-            let group_key = match last_group {
-                Some((last, key)) if last == group.as_str() => key,
-                _ => {
-                    let key = self.cached_key(group);
-                    last_group = Some((group, key));
-                    key
-                }
+            // A page names its group once per member: the last group's key is kept at hand.
+            let group_key = match found.iter().rev().flatten().next() {
+                Some([(last, key), _]) if *last == group.as_str() => *key,
+                _ => self.cached_key(group),
             };
-            let member_key = self.cached_key(member);
-            for (id, key) in [(group, group_key), (member, member_key)] {
-                if key.is_none() {
-                    missing.push(id.as_str());
-                }
-            }
-            found.push(Some([group_key, member_key]));
+            let pair = [
+                (group.as_str(), group_key),
+                (member.as_str(), self.cached_key(member)),
+            ];
+            missing.extend(
+                pair.iter()
+                    .filter(|(_, key)| key.is_none())
+                    .map(|(id, _)| *id),
+            );
+            found.push(Some(pair));
         }
         let given: HashMap<&str, i64> = if missing.is_empty() {
             HashMap::new()
@@ -183,18 +182,10 @@ impl Tx<'_> {
             }
             missing.into_iter().zip(keys).collect()
         };
-        let key = |id: &str, cached: Option<i64>| cached.or_else(|| given.get(id).copied());
-        Ok(changes
-            .iter()
-            .zip(found)
-            .map(|(change, found)| match (change, found) {
-                (
-                    Change::AddMember { group, member, .. }
-                    | Change::SeenMember { group, member, .. },
-                    Some([g, m]),
-                ) => key(group, g).zip(key(member, m)),
-                _ => None,
-            })
+        let key = |(id, cached): Cached<'_>| cached.or_else(|| given.get(id).copied());
+        Ok(found
+            .into_iter()
+            .map(|pair| pair.and_then(|[group, member]| key(group).zip(key(member))))
             .collect())
     }
 
@@ -237,6 +228,9 @@ impl Tx<'_> {
             .map_err(|e| self.err(e))
     }
 }
+
+/// An id with the key this process knows for it, if any.
+type Cached<'i> = (&'i str, Option<i64>);
 
 /// The id as a number when it is a GUID in the canonical form Graph sends (lower-case,
 /// hyphenated), so that the number stands for this exact text.
