@@ -108,6 +108,15 @@ impl Work {
     }
 }
 
+/// The snapshot's and the re-read's word for a member list read again from its first page
+/// after a 404 at its nextLink.
+fn warn_relisting_after_404(group: &str) {
+    log::warn!(
+        "sync: groups: Graph answered 404 to the link of group {group}'s member list; reading \
+         its members again from the first page"
+    );
+}
+
 /// The filters a resource's listing is split by, or the one chain [`ALL`].
 fn chain_names(resource: Resource) -> Vec<String> {
     let partitions = resource.partitions();
@@ -469,10 +478,7 @@ impl Pass {
                     // A 404 on a nextLink is also how Graph has answered a skiptoken it no
                     // longer honours (4.6): taken for a deletion, the rest of the list would
                     // never be read. From its first page, a deleted group answers 404 again.
-                    log::warn!(
-                        "sync: groups: Graph answered 404 to the stored link of group {group}'s \
-                         member list; reading its members again from the first page"
-                    );
+                    warn_relisting_after_404(&group);
                     continued_from_start.push(group);
                 }
                 Ok(None) => {
@@ -630,10 +636,7 @@ impl Pass {
                     {
                         // 404 at a nextLink: maybe a skiptoken Graph no longer honours (4.6),
                         // so the list is read again whole; a deleted group answers 404 again.
-                        log::warn!(
-                            "sync: groups: Graph answered 404 to the link of group {group}'s \
-                             member list; reading its members again from the first page"
-                        );
+                        warn_relisting_after_404(&group);
                         let url = members_url(endpoint, &group);
                         queue.push_back((group, url));
                     }

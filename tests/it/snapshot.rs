@@ -374,7 +374,7 @@ fn a_member_list_whose_stored_link_answers_404_is_read_again_not_taken_as_delete
     let log = stderr(&out);
     assert!(
         log.contains(&format!(
-            "Graph answered 404 to the stored link of group {}'s member list",
+            "Graph answered 404 to the link of group {}'s member list",
             g(1)
         )),
         "{log}"
