@@ -226,6 +226,19 @@ fn changes_during_the_snapshot_end_exact_either_way_graph_reports_them() {
     }
 }
 
+/// Runs `sync` and kills it once `condition` (a query of one boolean) holds on its database,
+/// waiting at most 30 s for that.
+fn kill_sync_once(env: &TestEnv, what: &str, condition: &str) {
+    let mut child = env.spawn(&["sync"]);
+    wait_for(what, Duration::from_secs(30), || {
+        env.db()
+            .query_row(condition, [], |r| r.get::<_, bool>(0))
+            .unwrap_or(false)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// A snapshot killed part-way resumes with what it had not finished: no new "latest" link,
 /// the finished chains not listed again.
 #[test]
@@ -237,23 +250,12 @@ fn a_killed_snapshot_resumes_where_it_stopped() {
         env.sim
             .push_fault(Endpoint::UserList, Fault::Delay(Duration::from_secs(30)));
     }
-    let mut child = env.spawn(&["sync"]);
-    wait_for(
+    kill_sync_once(
+        &env,
         "some chains and groups done",
-        Duration::from_secs(30),
-        || {
-            env.db()
-                .query_row(
-                    "SELECT (SELECT count(*) FROM snapshot_chains WHERE done = 1),
-                        (SELECT count(*) FROM snapshot_groups WHERE done = 1)",
-                    [],
-                    |r| Ok(r.get::<_, i64>(0)? >= 20 && r.get::<_, i64>(1)? >= 20),
-                )
-                .unwrap_or(false)
-        },
+        "SELECT (SELECT count(*) FROM snapshot_chains WHERE done = 1) >= 20
+            AND (SELECT count(*) FROM snapshot_groups WHERE done = 1) >= 20",
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
     assert_eq!(
         env.sim.pending_faults(),
         0,
@@ -298,23 +300,12 @@ fn a_resumed_snapshot_lists_again_what_its_expired_links_continued() {
         settings.refuse_partition_filter = true; // one chain of three pages
         settings.page_latency = Duration::from_millis(1000);
     }
-    let mut child = env.spawn(&["sync"]);
-    wait_for(
+    kill_sync_once(
+        &env,
         "a users page and a members page with their nextLinks stored",
-        Duration::from_secs(30),
-        || {
-            env.db()
-                .query_row(
-                    "SELECT (SELECT count(*) FROM snapshot_chains WHERE next_link IS NOT NULL),
-                        (SELECT count(*) FROM snapshot_groups WHERE next_link IS NOT NULL)",
-                    [],
-                    |r| Ok(r.get::<_, i64>(0)? == 1 && r.get::<_, i64>(1)? == 1),
-                )
-                .unwrap_or(false)
-        },
+        "SELECT (SELECT count(*) FROM snapshot_chains WHERE next_link IS NOT NULL) = 1
+            AND (SELECT count(*) FROM snapshot_groups WHERE next_link IS NOT NULL) = 1",
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
     env.sim.settings().page_latency = Duration::ZERO;
     env.sim.expire_list_links();
     env.sim.clear_requests();
@@ -352,22 +343,11 @@ fn a_member_list_whose_stored_link_answers_404_is_read_again_not_taken_as_delete
         settings.expired_list_links_not_found = true; // 404 UnknownError (notes 4.6)
         settings.page_latency = Duration::from_millis(1000);
     }
-    let mut child = env.spawn(&["sync"]);
-    wait_for(
+    kill_sync_once(
+        &env,
         "a members page with its nextLink stored",
-        Duration::from_secs(30),
-        || {
-            env.db()
-                .query_row(
-                    "SELECT count(*) FROM snapshot_groups WHERE next_link IS NOT NULL",
-                    [],
-                    |r| Ok(r.get::<_, i64>(0)? == 1),
-                )
-                .unwrap_or(false)
-        },
+        "SELECT (SELECT count(*) FROM snapshot_groups WHERE next_link IS NOT NULL) = 1",
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
     env.sim.settings().page_latency = Duration::ZERO;
     env.sim.expire_list_links();
     let out = env.sync();
