@@ -277,7 +277,7 @@ struct Planner<'p> {
     kind: Kind,
     generation: i64,
     /// Stored objects, as the changes planned so far leave them.
-    objects: HashMap<String, Known>,
+    objects: HashMap<String, Tracked>,
     /// Memberships the page names, keyed by ids borrowed from the page and the lookup (a
     /// first import plans a million of them): `Some` while they exist, `None` once planned
     /// away. A pair that is not here does not exist (the lookup read every pair the page
@@ -288,6 +288,14 @@ struct Planner<'p> {
     /// Objects deleted permanently on this page, whose memberships go at its end.
     purged: Vec<String>,
     changes: Vec<Change>,
+}
+
+/// An object as the planner tracks it: as stored (and changed so far), or created by the
+/// change at this index of the plan.
+#[derive(Debug)]
+enum Tracked {
+    Known(Known),
+    Created(usize),
 }
 
 /// The stored links as the planner tracks them, borrowed from the lookup.
@@ -324,7 +332,11 @@ impl<'p> Planner<'p> {
         Planner {
             kind,
             generation,
-            objects: lookup.objects,
+            objects: lookup
+                .objects
+                .into_iter()
+                .map(|(id, known)| (id, Tracked::Known(known)))
+                .collect(),
             links: borrowed_links(stored),
             users: lookup.users,
             groups: lookup.groups,
@@ -347,7 +359,7 @@ impl<'p> Planner<'p> {
 
     fn upsert(&mut self, object: &DirectoryObject) {
         let (kind, id, generation) = (self.kind, object.id.clone(), self.generation);
-        let Some(stored) = self.objects.get_mut(&id) else {
+        let Some(stored) = self.known(&id) else {
             // A property new to us that is null was never set, as far as we know: absent
             // (SCHEMA.md), whether Graph leaves it out (delta) or lists it as null (`/users`).
             let attributes: Map<String, Value> = object
@@ -356,39 +368,61 @@ impl<'p> Planner<'p> {
                 .filter(|(_, value)| !value.is_null())
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect();
+            self.objects
+                .insert(id.clone(), Tracked::Created(self.changes.len()));
             self.changes.push(Change::Create {
                 kind,
-                id: id.clone(),
-                attributes: attributes.clone(),
-            });
-            let known = Known {
+                id,
                 attributes,
-                deletion: None,
-                seen_generation: generation,
-            };
-            self.objects.insert(id, known);
+            });
             return;
         };
         let (merged, diff) = merge(&stored.attributes, &object.props);
         let restored = stored.deletion.is_some();
-        if restored || merged != stored.attributes {
+        let change = if restored || merged != stored.attributes {
             stored.attributes = merged.clone();
-            self.changes.push(Change::Update {
+            Some(Change::Update {
                 kind,
                 id,
                 attributes: merged,
                 diff,
                 restored,
-            });
+            })
         } else if stored.seen_generation < generation {
-            self.changes.push(Change::Seen { kind, id });
-        }
+            Some(Change::Seen { kind, id })
+        } else {
+            None
+        };
         stored.deletion = None;
         stored.seen_generation = generation;
+        self.changes.extend(change);
+    }
+
+    /// The stored object `id` as the changes planned so far leave it. One this page
+    /// created is tracked by its change alone until it appears again (a first import
+    /// creates 110,000, each named once: a second copy of each one's attributes cost an
+    /// allocation per property).
+    fn known(&mut self, id: &str) -> Option<&mut Known> {
+        let tracked = self.objects.get_mut(id)?;
+        if let Tracked::Created(at) = *tracked {
+            let Some(Change::Create { attributes, .. }) = self.changes.get(at) else {
+                unreachable!("a created object is tracked by its Create change");
+            };
+            *tracked = Tracked::Known(Known {
+                attributes: attributes.clone(),
+                deletion: None,
+                seen_generation: self.generation,
+            });
+        }
+        match tracked {
+            Tracked::Known(known) => Some(known),
+            Tracked::Created(_) => None,
+        }
     }
 
     fn remove(&mut self, id: &str, removal: Removal) {
-        let Some(stored) = self.objects.get_mut(id) else {
+        let kind = self.kind;
+        let Some(stored) = self.known(id) else {
             return; // a removal for an object we never had is a no-op (3.7)
         };
         // Replays change nothing, and a permanent deletion is never softened.
@@ -397,15 +431,16 @@ impl<'p> Planner<'p> {
             (Some(Removal::Permanent), _) | (Some(Removal::Soft), Removal::Soft)
         );
         if !already {
-            self.changes.push(Change::Delete {
-                kind: self.kind,
+            let delete = Change::Delete {
+                kind,
                 id: id.to_owned(),
                 name: display_name(&stored.attributes),
                 removal,
                 reason: Reason::Removed,
                 was_live: stored.deletion.is_none(),
-            });
+            };
             stored.deletion = Some(removal);
+            self.changes.push(delete);
         }
         // Soft-deleted objects keep their memberships, hidden by the tombstone, because
         // Graph will not report them again on restore (3.8). Permanent ones lose them.

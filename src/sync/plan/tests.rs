@@ -256,6 +256,43 @@ fn properties_absent_null_and_replays() {
     ]);
 }
 
+/// An object the page creates is tracked by its change alone until it appears again: what
+/// a later entry of the same page merges with, or deletes, is what the create wrote.
+#[test]
+fn an_object_created_on_the_page_is_what_later_entries_see() {
+    let objects = vec![
+        object("u1", json!({"displayName": "Ada", "mail": "a@x"})),
+        object("u1", json!({"mail": "b@x"})),
+        removed("u1", Removal::Soft),
+        object("u1", json!({"displayName": "Ada C"})),
+    ];
+    let changes = page(Kind::User, &objects, Db::default().lookup(&objects), 1);
+    let shown: Vec<String> = changes.iter().map(show).collect();
+    assert_eq!(
+        shown,
+        [
+            r#"create u1 {"displayName":"Ada","mail":"a@x"}"#,
+            r#"update u1 {"mail":{"new":"b@x","old":"a@x"}} -> {"displayName":"Ada","mail":"b@x"}"#,
+            "delete u1 soft Removed",
+            r#"restore u1 {"displayName":{"new":"Ada C","old":"Ada"}} -> {"displayName":"Ada C","mail":"b@x"}"#,
+        ]
+    );
+    let Change::Delete { name, .. } = &changes[2] else {
+        panic!("not a delete: {:?}", changes[2]);
+    };
+    assert_eq!(name.as_deref(), Some("Ada"), "named as the page left it");
+    // Created, then deleted at once: the delete names what the create wrote.
+    let objects = vec![
+        object("u2", json!({"userPrincipalName": "bo@x"})),
+        removed("u2", Removal::Permanent),
+    ];
+    let changes = page(Kind::User, &objects, Db::default().lookup(&objects), 1);
+    let Some(Change::Delete { name, was_live, .. }) = changes.get(1) else {
+        panic!("no delete: {changes:?}");
+    };
+    assert_eq!((name.as_deref(), *was_live), (Some("bo@x"), true));
+}
+
 #[test]
 fn deletions_and_restores() {
     let member_of = |deletion| Db {
