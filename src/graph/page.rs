@@ -6,6 +6,7 @@
 //! stops at [`MAX_OBJECTS`] objects and [`MAX_MEMBER_ENTRIES`] member entries, so a hostile
 //! page costs at most a bounded multiple of its (already limited) size in memory.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
@@ -70,10 +71,30 @@ impl Removal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberChange {
     pub id: String,
-    /// `user`, `group`, `device`, `servicePrincipal`, `orgContact` (the `@odata.type` without
-    /// its `#microsoft.graph.` prefix).
-    pub kind: String,
+    pub kind: MemberType,
     pub removed: bool,
+}
+
+/// A member's type: `user`, `group`, `device`, `servicePrincipal`, `orgContact` (the
+/// `@odata.type` without its `#microsoft.graph.` prefix), or `unknown` without one. Graph
+/// sends a handful of names, so each known one is shared, not a string per member: a first
+/// import reads a million, and plans a change for each.
+pub type MemberType = Cow<'static, str>;
+
+/// `name` as a [`MemberType`]: a known type's shared name, any other copied.
+pub fn member_type(name: &str) -> MemberType {
+    const KNOWN: [&str; 6] = [
+        "user",
+        "group",
+        "device",
+        "servicePrincipal",
+        "orgContact",
+        "unknown",
+    ];
+    match KNOWN.into_iter().find(|known| *known == name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.to_owned()),
+    }
 }
 /// The JSON type a selected property must have (`null` is always allowed: cleared).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -528,17 +549,17 @@ impl<'de> Deserialize<'de> for MemberChange {
         struct Raw<'a> {
             id: String,
             #[serde(rename = "@odata.type", borrow, default)]
-            odata_type: Option<std::borrow::Cow<'a, str>>,
+            odata_type: Option<Cow<'a, str>>,
             #[serde(rename = "@removed", default)]
             removed: Option<IgnoredAny>,
         }
         let raw = Raw::deserialize(deserializer)?;
         let kind = match raw.odata_type.as_deref() {
-            Some(t) => t
-                .trim_start_matches('#')
-                .trim_start_matches("microsoft.graph.")
-                .to_owned(),
-            None => "unknown".to_owned(),
+            Some(t) => member_type(
+                t.trim_start_matches('#')
+                    .trim_start_matches("microsoft.graph."),
+            ),
+            None => member_type("unknown"),
         };
         Ok(MemberChange {
             id: checked_text(raw.id, "a member id")?,

@@ -54,18 +54,18 @@ pub enum Change {
     AddMember {
         group: String,
         member: String,
-        member_type: String,
+        member_type: MemberType,
     },
     /// An existing membership reported again in a later full round: stamped as seen.
     SeenMember {
         group: String,
         member: String,
-        member_type: String,
+        member_type: MemberType,
     },
     RemoveMember {
         group: String,
         member: String,
-        member_type: String,
+        member_type: MemberType,
         reason: Reason,
     },
 }
@@ -94,7 +94,7 @@ pub struct Known {
 /// A stored membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownLink {
-    pub member_type: String,
+    pub member_type: MemberType,
     pub seen_generation: i64,
 }
 
@@ -212,8 +212,12 @@ impl Tx<'_> {
                 .map_err(|e| self.err(e))?;
             while let Some(row) = rows.next().map_err(|e| self.err(e))? {
                 let key: i64 = row.get(0).map_err(|e| self.err(e))?;
+                // A known type's shared name, not a string per link (a full round reads them all).
+                let member_type = || -> rusqlite::Result<MemberType> {
+                    Ok(crate::graph::member_type(row.get_ref(1)?.as_str()?))
+                };
                 let link = KnownLink {
-                    member_type: row.get(1).map_err(|e| self.err(e))?,
+                    member_type: member_type().map_err(|e| self.err(e))?,
                     seen_generation: row.get(2).map_err(|e| self.err(e))?,
                 };
                 if let Some(member) = named.get(&key) {

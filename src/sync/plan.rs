@@ -6,7 +6,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde_json::{Map, Value, json};
 
-use crate::graph::{DirectoryObject, MemberChange, Removal};
+use crate::graph::{self, DirectoryObject, MemberChange, Removal};
 use crate::store::{
     Change, Counts, Kind, Known, KnownLink, Lookup, Reason, StoredLink, Unseen, Wanted,
 };
@@ -132,7 +132,7 @@ pub fn recheck(group: &str, listed: &[MemberChange], stored: &[StoredLink]) -> V
             changes.push(Change::RemoveMember {
                 group: group.to_owned(),
                 member: link.member.clone(),
-                member_type: link.member_type.clone(),
+                member_type: link.member_type.clone().into(),
                 reason: Reason::NotReported,
             });
         }
@@ -158,7 +158,7 @@ pub fn reconcile(kind: Kind, unseen: Unseen) -> Vec<Change> {
         .map(|(group, member, member_type)| Change::RemoveMember {
             group,
             member,
-            member_type,
+            member_type: member_type.into(),
             reason: Reason::NotReported,
         });
     objects.chain(links).collect()
@@ -306,7 +306,7 @@ fn borrowed_links(
         .iter()
         .map(|((group, member), link)| {
             let link = Link {
-                member_type: link.member_type.as_str(),
+                member_type: &link.member_type,
                 seen_generation: link.seen_generation,
             };
             ((group.as_str(), member.as_str()), Some(link))
@@ -457,7 +457,7 @@ impl<'p> Planner<'p> {
                 self.changes.push(Change::RemoveMember {
                     group: group.to_owned(),
                     member: member.id.clone(),
-                    member_type: link.member_type.to_owned(),
+                    member_type: graph::member_type(link.member_type),
                     reason: Reason::Removed,
                 });
                 self.links.insert(key, None);
@@ -473,7 +473,7 @@ impl<'p> Planner<'p> {
             _ => (
                 group.to_owned(),
                 member.id.clone(),
-                link.member_type.to_owned(),
+                graph::member_type(link.member_type),
             ),
         };
         self.changes.push(match existing {
@@ -548,7 +548,7 @@ impl<'p> Planner<'p> {
             self.changes.push(Change::RemoveMember {
                 group,
                 member,
-                member_type,
+                member_type: member_type.into(),
                 reason: Reason::Purged,
             });
         }

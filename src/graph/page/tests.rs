@@ -397,7 +397,7 @@ fn members_pages_read_types_and_ids() {
     let kinds: Vec<(&str, &str, bool)> = page
         .members
         .iter()
-        .map(|m| (m.id.as_str(), m.kind.as_str(), m.removed))
+        .map(|m| (m.id.as_str(), m.kind.as_ref(), m.removed))
         .collect();
     assert_eq!(
         kinds,
@@ -436,4 +436,27 @@ fn members_pages_refuse_what_a_member_list_cannot_hold() {
         let e = members_err(body);
         assert!(e.contains(expected), "{}: {e}", &body[..body.len().min(80)]);
     }
+}
+
+#[test]
+fn known_member_types_are_shared_and_others_kept_as_sent() {
+    let body = br##"{"value":[
+        {"@odata.type":"#microsoft.graph.user","id":"u1"},
+        {"@odata.type":"#microsoft.graph.servicePrincipal","id":"s1"},
+        {"@odata.type":"#microsoft.graph.futureThing","id":"f1"},
+        {"id":"x1"}]}"##;
+    let members = parse_members(body).unwrap().members;
+    let kinds: Vec<(&str, bool)> = members
+        .iter()
+        .map(|m| (m.kind.as_ref(), matches!(m.kind, Cow::Borrowed(_))))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("user", true),
+            ("servicePrincipal", true),
+            ("futureThing", false),
+            ("unknown", true)
+        ]
+    );
 }

@@ -38,7 +38,7 @@ fn group(id: &str, props: Value, members: &[&str]) -> DirectoryObject {
             let (id, kind) = rest.split_once(':').expect("id:type");
             MemberChange {
                 id: id.into(),
-                kind: kind.into(),
+                kind: crate::graph::member_type(kind),
                 removed: sign == "-",
             }
         })
