@@ -252,7 +252,7 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for EnvelopeSeed<S> {
             next_link: None,
             delta_link: None,
         };
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.as_ref() {
                 "@odata.nextLink" => once(&mut envelope.next_link, map.next_value()?, &key)?,
                 "@odata.deltaLink" => once(&mut envelope.delta_link, map.next_value()?, &key)?,
@@ -269,6 +269,55 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for EnvelopeSeed<S> {
             }
         }
         Ok(envelope)
+    }
+}
+
+/// A key or short name of a page, borrowed from the body unless JSON escapes in it made
+/// a copy necessary. (`Cow<str>` itself always copies, even as a map key or inside an
+/// `Option` under `#[serde(borrow)]`: a copy per property of every object, and per member.)
+struct Key<'de>(Cow<'de, str>);
+
+impl std::ops::Deref for Key<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Key<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -355,7 +404,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
         let mut removed = None;
         let mut props = Map::new();
         let mut members: Option<Vec<MemberChange>> = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.as_ref() {
                 "id" => once(
                     &mut id,
@@ -549,7 +598,7 @@ impl<'de> Deserialize<'de> for MemberChange {
         struct Raw<'a> {
             id: String,
             #[serde(rename = "@odata.type", borrow, default)]
-            odata_type: Option<Cow<'a, str>>,
+            odata_type: Option<Key<'a>>,
             #[serde(rename = "@removed", default)]
             removed: Option<IgnoredAny>,
         }

@@ -460,3 +460,31 @@ fn known_member_types_are_shared_and_others_kept_as_sent() {
         ]
     );
 }
+
+/// Keys and types are read borrowed from the body; one with a JSON escape is read as the
+/// text it stands for.
+#[test]
+fn escaped_keys_and_member_types_read_as_their_text() {
+    let page = groups(
+        br##"{"@odata.deltaLink":"https://g/v1.0/groups/delta?$deltatoken=a",
+        "value":[{"\u0069d":"g1","display\u004eame":"Ops",
+            "members@delta":[{"@odata.type":"\u0023microsoft.graph.user","id":"u1"}]}]}"##,
+    )
+    .unwrap();
+    let group = &page.objects[0];
+    assert_eq!(group.id, "g1");
+    assert_eq!(group.props.get("displayName"), Some(&Value::from("Ops")));
+    let members = group.members.as_deref().unwrap();
+    assert_eq!(
+        (members[0].id.as_str(), members[0].kind.as_ref()),
+        ("u1", "user")
+    );
+    let escaped = br##"{"value":[{"@odata.type":"#microsoft.graph.futur\u0065Thing","id":"f1"}]}"##;
+    let kinds: Vec<String> = parse_members(escaped)
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.kind.to_string())
+        .collect();
+    assert_eq!(kinds, ["futureThing"]);
+}
