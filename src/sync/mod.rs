@@ -537,7 +537,7 @@ impl Pass {
         &mut self,
         batch: &mut Batch<'_>,
         round: &mut Round,
-        page: Page,
+        mut page: Page,
     ) -> Result<(), StoreError> {
         let tx = &batch.tx;
         let now = store::now();
@@ -553,7 +553,7 @@ impl Pass {
             baseline: round.baseline,
         };
         let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
-        let planned = plan::page(kind, &page.objects, lookup, round.generation);
+        let planned = plan::page(kind, &mut page.objects, lookup, round.generation);
         let changes = self.judge(round, planned, false);
         apply_changes(tx, &changes, &stamp, &mut batch.counts)?;
         if round.catchup && kind == Kind::Group {

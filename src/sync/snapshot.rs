@@ -377,7 +377,7 @@ impl Pass {
         };
         slot.1 = false;
         let from_link = slot.0.is_some();
-        let page = match page {
+        let mut page = match page {
             Ok(page) => page,
             Err(error) if work.restarts(format!("{resource}/{}", key.1), from_link, &error) => {
                 log::warn!(
@@ -400,7 +400,7 @@ impl Pass {
         let (tx, now) = (&open.tx, store::now());
         let kind = Kind::of(resource);
         let lookup = tx.lookup(kind, &plan::wanted(&page.objects))?;
-        let changes = plan::page(kind, &page.objects, lookup, listing.state.generation);
+        let changes = plan::page(kind, &mut page.objects, lookup, listing.state.generation);
         apply_changes(
             tx,
             &changes,

@@ -169,9 +169,9 @@ struct Case {
 
 #[track_caller]
 fn run(cases: Vec<Case>) {
-    for case in cases {
+    for mut case in cases {
         let lookup = case.db.lookup(&case.page);
-        let changes = page(case.kind, &case.page, lookup, case.generation);
+        let changes = page(case.kind, &mut case.page, lookup, case.generation);
         let got: Vec<String> = changes.iter().map(show).collect();
         assert_eq!(got, case.expect, "case: {}", case.name);
     }
@@ -266,7 +266,12 @@ fn an_object_created_on_the_page_is_what_later_entries_see() {
         removed("u1", Removal::Soft),
         object("u1", json!({"displayName": "Ada C"})),
     ];
-    let changes = page(Kind::User, &objects, Db::default().lookup(&objects), 1);
+    let changes = page(
+        Kind::User,
+        &mut objects.clone(),
+        Db::default().lookup(&objects),
+        1,
+    );
     let shown: Vec<String> = changes.iter().map(show).collect();
     assert_eq!(
         shown,
@@ -286,7 +291,12 @@ fn an_object_created_on_the_page_is_what_later_entries_see() {
         object("u2", json!({"userPrincipalName": "bo@x"})),
         removed("u2", Removal::Permanent),
     ];
-    let changes = page(Kind::User, &objects, Db::default().lookup(&objects), 1);
+    let changes = page(
+        Kind::User,
+        &mut objects.clone(),
+        Db::default().lookup(&objects),
+        1,
+    );
     let Some(Change::Delete { name, was_live, .. }) = changes.get(1) else {
         panic!("no delete: {changes:?}");
     };
@@ -670,7 +680,12 @@ fn tally_counts_what_changes() {
         removed("u3", Removal::Permanent),
         removed("u4", Removal::Soft),
     ];
-    let changes = page(Kind::User, &page_objects, db.lookup(&page_objects), 2);
+    let changes = page(
+        Kind::User,
+        &mut page_objects.clone(),
+        db.lookup(&page_objects),
+        2,
+    );
     let mut counts = Counts::default();
     tally(&changes, &mut counts);
     assert_eq!(
@@ -728,7 +743,7 @@ fn held_deletions_take_their_purges_with_them() {
         removed("u2", Removal::Permanent),
         object("u3", json!({})),
     ];
-    let changes = page(Kind::User, &objects, db.lookup(&objects), 1);
+    let changes = page(Kind::User, &mut objects.clone(), db.lookup(&objects), 1);
     assert_eq!(deletions(&changes, Kind::User), 1, "u2 was deleted already");
     assert_eq!(deletions(&changes, Kind::Group), 0);
     let kept: Vec<String> = without_deletions(changes, Kind::User)
@@ -746,3 +761,28 @@ fn held_deletions_take_their_purges_with_them() {
 }
 
 mod snapshot;
+
+/// A created object's properties move into its change; everything else on the page stays.
+#[test]
+fn planning_takes_only_the_properties_of_created_objects() {
+    let mut objects = vec![
+        object("u9", json!({"displayName": "New"})),
+        object("u1", json!({"displayName": "Ada", "mail": "b@x"})),
+    ];
+    let before = objects.clone();
+    let changes = page(
+        Kind::User,
+        &mut objects,
+        user_db(None, 1).lookup(&before),
+        1,
+    );
+    assert!(
+        matches!(&changes[0], Change::Create { attributes, .. } if attributes["displayName"] == "New")
+    );
+    assert!(objects[0].props.is_empty(), "moved into the Create change");
+    assert_eq!(objects[0].id, "u9");
+    assert_eq!(
+        objects[1], before[1],
+        "an updated object's entry is only read"
+    );
+}
