@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -70,7 +71,8 @@ impl Removal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberChange {
-    pub id: String,
+    /// Shared with the changes planned for it (a first import plans a million).
+    pub id: Arc<str>,
     pub kind: MemberType,
     pub removed: bool,
 }
@@ -508,13 +510,18 @@ impl<'de> Visitor<'de> for PropSeed<'_> {
 
 /// `text` if it is at most [`MAX_TEXT`] bytes long.
 fn checked_text<E: de::Error>(text: String, name: &str) -> Result<String, E> {
+    checked_len(&text, name)?;
+    Ok(text)
+}
+
+fn checked_len<E: de::Error>(text: &str, name: &str) -> Result<(), E> {
     if text.len() > MAX_TEXT {
         return Err(E::custom(format!(
             "{name} is {} bytes long, more than {MAX_TEXT}",
             text.len()
         )));
     }
-    Ok(text)
+    Ok(())
 }
 
 /// `members@delta`: a list (or `null`, read as no changes), counted against the page's cap;
@@ -596,7 +603,9 @@ impl<'de> Deserialize<'de> for MemberChange {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         struct Raw<'a> {
-            id: String,
+            // Borrowed: the member's one copy is the shared one below.
+            #[serde(borrow)]
+            id: Key<'a>,
             #[serde(rename = "@odata.type", borrow, default)]
             odata_type: Option<Key<'a>>,
             #[serde(rename = "@removed", default)]
@@ -611,7 +620,10 @@ impl<'de> Deserialize<'de> for MemberChange {
             None => member_type("unknown"),
         };
         Ok(MemberChange {
-            id: checked_text(raw.id, "a member id")?,
+            id: {
+                checked_len(&raw.id, "a member id")?;
+                Arc::from(&*raw.id)
+            },
             kind,
             removed: raw.removed.is_some(),
         })

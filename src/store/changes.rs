@@ -4,6 +4,8 @@
 
 // foldhash, not SipHash: these maps are keyed by ids Graph sends, hashed once or twice
 // per membership of a first import; nothing here needs DoS-resistant hashing.
+use std::sync::Arc;
+
 use foldhash::{HashMap, HashSet};
 
 use super::*;
@@ -52,19 +54,19 @@ pub enum Change {
     },
     /// A new direct membership.
     AddMember {
-        group: String,
-        member: String,
+        group: Arc<str>,
+        member: Arc<str>,
         member_type: MemberType,
     },
     /// An existing membership reported again in a later full round: stamped as seen.
     SeenMember {
-        group: String,
-        member: String,
+        group: Arc<str>,
+        member: Arc<str>,
         member_type: MemberType,
     },
     RemoveMember {
-        group: String,
-        member: String,
+        group: Arc<str>,
+        member: Arc<str>,
         member_type: MemberType,
         reason: Reason,
     },

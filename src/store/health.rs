@@ -327,7 +327,7 @@ mod tests {
             let links: Vec<Change> = (0..500)
                 .map(|n| Change::AddMember {
                     group: "g".into(),
-                    member: format!("member-{n:05}"),
+                    member: format!("member-{n:05}").into(),
                     member_type: "user".into(),
                 })
                 .collect();

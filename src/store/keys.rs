@@ -202,13 +202,10 @@ impl Tx<'_> {
             };
             // A page names its group once per member: the last group's key is kept at hand.
             let group_key = match found.iter().rev().flatten().next() {
-                Some([(last, key), _]) if *last == group.as_str() => *key,
+                Some([(last, key), _]) if *last == &**group => *key,
                 _ => self.cached_key(group),
             };
-            let pair = [
-                (group.as_str(), group_key),
-                (member.as_str(), self.cached_key(member)),
-            ];
+            let pair = [(&**group, group_key), (&**member, self.cached_key(member))];
             missing.extend(
                 pair.iter()
                     .filter(|(_, key)| key.is_none())

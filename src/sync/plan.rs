@@ -2,6 +2,8 @@
 //! the stored rows it touches go in, a list of [`Change`]s comes out. No SQL, no HTTP, no
 //! clock; `store` applies the list (graph-protocol.md 3.7-3.8, 8.1).
 
+use std::sync::Arc;
+
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde_json::{Map, Value, json};
@@ -31,9 +33,9 @@ pub fn wanted(objects: &[DirectoryObject]) -> Wanted<'_> {
                     wanted.links.len() - 1
                 });
                 for member in members {
-                    wanted.links[at].1.push(member.id.as_str());
+                    wanted.links[at].1.push(&*member.id);
                     if member.kind == UNTYPED {
-                        wanted.untyped.push(member.id.as_str());
+                        wanted.untyped.push(&*member.id);
                     }
                 }
             }
@@ -75,12 +77,12 @@ pub fn page(
 pub fn wanted_members<'a>(group: &'a str, members: &'a [MemberChange]) -> Wanted<'a> {
     Wanted {
         objects: vec![group],
-        links: vec![(group, members.iter().map(|m| m.id.as_str()).collect())],
+        links: vec![(group, members.iter().map(|m| &*m.id).collect())],
         purged: Vec::new(),
         untyped: members
             .iter()
             .filter(|m| m.kind == UNTYPED)
-            .map(|m| m.id.as_str())
+            .map(|m| &*m.id)
             .collect(),
     }
 }
@@ -110,12 +112,13 @@ pub fn recheck(group: &str, listed: &[MemberChange], stored: &[StoredLink]) -> V
         stored.iter().map(|l| (l.member.as_str(), l)).collect();
     let mut changes = Vec::new();
     let mut seen = HashSet::new();
+    let group: Arc<str> = group.into();
     for member in listed.iter().filter(|m| !m.removed) {
-        if !seen.insert(member.id.as_str()) {
+        if !seen.insert(&*member.id) {
             continue;
         }
-        let (group, id) = (group.to_owned(), member.id.clone());
-        match by_member.get(member.id.as_str()) {
+        let (group, id) = (group.clone(), member.id.clone());
+        match by_member.get(&*member.id) {
             None => changes.push(Change::AddMember {
                 group,
                 member: id,
@@ -134,8 +137,8 @@ pub fn recheck(group: &str, listed: &[MemberChange], stored: &[StoredLink]) -> V
     for link in stored {
         if !link.hidden && !seen.contains(link.member.as_str()) {
             changes.push(Change::RemoveMember {
-                group: group.to_owned(),
-                member: link.member.clone(),
+                group: group.clone(),
+                member: link.member.as_str().into(),
                 member_type: link.member_type.clone().into(),
                 reason: Reason::NotReported,
             });
@@ -160,8 +163,8 @@ pub fn reconcile(kind: Kind, unseen: Unseen) -> Vec<Change> {
         .links
         .into_iter()
         .map(|(group, member, member_type)| Change::RemoveMember {
-            group,
-            member,
+            group: group.into(),
+            member: member.into(),
             member_type: member_type.into(),
             reason: Reason::NotReported,
         });
@@ -222,7 +225,7 @@ pub fn without_deletions(changes: Vec<Change>, kind: Kind) -> Vec<Change> {
                 member,
                 reason: Reason::Purged,
                 ..
-            } => !held.contains(group) && !held.contains(member),
+            } => !held.contains(&**group) && !held.contains(&**member),
             _ => true,
         })
         .collect()
@@ -292,6 +295,8 @@ struct Planner<'p> {
     /// Objects deleted permanently on this page, whose memberships go at its end.
     purged: Vec<String>,
     changes: Vec<Change>,
+    /// The group of the last membership planned, shared by its changes.
+    group: Option<Arc<str>>,
 }
 
 /// An object as the planner tracks it: as stored (and changed so far), or created by the
@@ -346,6 +351,7 @@ impl<'p> Planner<'p> {
             groups: lookup.groups,
             purged: Vec::new(),
             changes: Vec::new(),
+            group: None,
         }
     }
 
@@ -457,13 +463,23 @@ impl<'p> Planner<'p> {
         }
     }
 
+    /// `group` as the changes hold it: one copy for all of a group's memberships on the
+    /// page, not one each (a first import plans a million).
+    fn shared(&mut self, group: &str) -> Arc<str> {
+        match &self.group {
+            Some(shared) if **shared == *group => shared.clone(),
+            _ => self.group.insert(group.into()).clone(),
+        }
+    }
+
     fn membership(&mut self, group: &'p str, member: &'p MemberChange) {
-        let key = (group, member.id.as_str());
+        let key = (group, &*member.id);
         let existing = self.links.get(&key).copied().flatten();
         if member.removed {
             if let Some(link) = existing {
+                let group = self.shared(group);
                 self.changes.push(Change::RemoveMember {
-                    group: group.to_owned(),
+                    group,
                     member: member.id.clone(),
                     member_type: graph::member_type(link.member_type),
                     reason: Reason::Removed,
@@ -479,7 +495,7 @@ impl<'p> Planner<'p> {
         let (group, member, member_type) = match existing {
             Some(old) if old == link => return,
             _ => (
-                group.to_owned(),
+                self.shared(group),
                 member.id.clone(),
                 graph::member_type(link.member_type),
             ),
@@ -505,10 +521,10 @@ impl<'p> Planner<'p> {
         if member.kind != UNTYPED {
             return &member.kind;
         }
-        if self.users.contains(&member.id) {
+        if self.users.contains(&*member.id) {
             Kind::User.entity()
-        } else if self.groups.contains(&member.id)
-            || (self.kind == Kind::Group && self.objects.contains_key(&member.id))
+        } else if self.groups.contains(&*member.id)
+            || (self.kind == Kind::Group && self.objects.contains_key(&*member.id))
         {
             Kind::Group.entity()
         } else {
@@ -554,8 +570,8 @@ impl<'p> Planner<'p> {
         gone.extend(added);
         for (group, member, member_type) in gone {
             self.changes.push(Change::RemoveMember {
-                group,
-                member,
+                group: group.into(),
+                member: member.into(),
                 member_type: member_type.into(),
                 reason: Reason::Purged,
             });

@@ -48,7 +48,7 @@ fn responses_are_matched_by_id_and_judged_one_by_one() {
     let members: Vec<(&str, &str)> = page
         .members
         .iter()
-        .map(|m| (m.id.as_str(), m.kind.as_ref()))
+        .map(|m| (&*m.id, m.kind.as_ref()))
         .collect();
     assert_eq!(members, [("u1", "user"), ("g9", "group")]);
     assert_eq!(

@@ -397,7 +397,7 @@ fn members_pages_read_types_and_ids() {
     let kinds: Vec<(&str, &str, bool)> = page
         .members
         .iter()
-        .map(|m| (m.id.as_str(), m.kind.as_ref(), m.removed))
+        .map(|m| (&*m.id, m.kind.as_ref(), m.removed))
         .collect();
     assert_eq!(
         kinds,
@@ -475,10 +475,7 @@ fn escaped_keys_and_member_types_read_as_their_text() {
     assert_eq!(group.id, "g1");
     assert_eq!(group.props.get("displayName"), Some(&Value::from("Ops")));
     let members = group.members.as_deref().unwrap();
-    assert_eq!(
-        (members[0].id.as_str(), members[0].kind.as_ref()),
-        ("u1", "user")
-    );
+    assert_eq!((&*members[0].id, members[0].kind.as_ref()), ("u1", "user"));
     let escaped = br##"{"value":[{"@odata.type":"#microsoft.graph.futur\u0065Thing","id":"f1"}]}"##;
     let kinds: Vec<String> = parse_members(escaped)
         .unwrap()
