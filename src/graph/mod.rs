@@ -21,7 +21,7 @@ pub use application::{AppCredential, AppCredentials};
 pub use client::{Graph, describe_link};
 pub use error::GraphError;
 pub use page::{
-    DirectoryObject, ListPage, MemberChange, MemberType, MembersPage, Next, Page, Removal,
+    DirectoryObject, ListPage, MemberChange, MemberType, MembersPage, Next, Page, Removal, UNTYPED,
     member_type, parse_list, parse_members, parse_page,
 };
 

@@ -83,6 +83,9 @@ pub struct MemberChange {
 /// import reads a million, and plans a change for each.
 pub type MemberType = Cow<'static, str>;
 
+/// The type of a member entry without `@odata.type`.
+pub const UNTYPED: &str = "unknown";
+
 /// `name` as a [`MemberType`]: a known type's shared name, any other copied.
 pub fn member_type(name: &str) -> MemberType {
     const KNOWN: [&str; 6] = [
@@ -91,7 +94,7 @@ pub fn member_type(name: &str) -> MemberType {
         "device",
         "servicePrincipal",
         "orgContact",
-        "unknown",
+        UNTYPED,
     ];
     match KNOWN.into_iter().find(|known| *known == name) {
         Some(known) => Cow::Borrowed(known),
@@ -255,7 +258,7 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for EnvelopeSeed<S> {
             delta_link: None,
         };
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            match key.as_ref() {
+            match &*key {
                 "@odata.nextLink" => once(&mut envelope.next_link, map.next_value()?, &key)?,
                 "@odata.deltaLink" => once(&mut envelope.delta_link, map.next_value()?, &key)?,
                 "value" => {
@@ -283,12 +286,6 @@ impl std::ops::Deref for Key<'_> {
     type Target = str;
 
     fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Key<'_> {
-    fn as_ref(&self) -> &str {
         &self.0
     }
 }
@@ -407,7 +404,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
         let mut props = Map::new();
         let mut members: Option<Vec<MemberChange>> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            match key.as_ref() {
+            match &*key {
                 "id" => once(
                     &mut id,
                     checked_text(map.next_value::<String>()?, "id")?,
@@ -514,6 +511,7 @@ fn checked_text<E: de::Error>(text: String, name: &str) -> Result<String, E> {
     Ok(text)
 }
 
+/// Refuses `text` if it is more than [`MAX_TEXT`] bytes long.
 fn checked_len<E: de::Error>(text: &str, name: &str) -> Result<(), E> {
     if text.len() > MAX_TEXT {
         return Err(E::custom(format!(
@@ -617,7 +615,7 @@ impl<'de> Deserialize<'de> for MemberChange {
                 t.trim_start_matches('#')
                     .trim_start_matches("microsoft.graph."),
             ),
-            None => member_type("unknown"),
+            None => Cow::Borrowed(UNTYPED),
         };
         Ok(MemberChange {
             id: {

@@ -8,7 +8,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde_json::{Map, Value, json};
 
-use crate::graph::{self, DirectoryObject, MemberChange, Removal};
+use crate::graph::{self, DirectoryObject, MemberChange, Removal, UNTYPED};
 use crate::store::{
     Change, Counts, Kind, Known, KnownLink, Lookup, Reason, StoredLink, Unseen, Wanted,
 };
@@ -43,9 +43,6 @@ pub fn wanted(objects: &[DirectoryObject]) -> Wanted<'_> {
     }
     wanted
 }
-
-/// A member entry without `@odata.type` (graph parses it as this kind).
-const UNTYPED: &str = "unknown";
 
 /// Plans one page of a round of `kind` whose full-round number is `generation`.
 ///
