@@ -271,11 +271,11 @@ impl Pass {
     }
 
     /// Fetches and applies until nothing is left, a request fails or the pass stops.
-    /// Answers are applied into an open transaction that commits as soon as no further
-    /// answer is waiting (against real Graph latency, each on its own), or after
-    /// `MAX_BATCH_PAGES` / `MAX_BATCH_TIME` when the writer falls behind: a first import
-    /// then rewrites each index page in the WAL once per batch, not once per answer. Each
-    /// answer's progress commits with it, so a crash still resumes after the last commit.
+    /// Answers are applied into an open transaction that commits when no further answer
+    /// came while it may wait (`Batch::linger`), or after `MAX_BATCH_PAGES` /
+    /// `MAX_BATCH_TIME` when the writer falls behind: a first import then rewrites each
+    /// index page in the WAL once per batch, not once per answer. Each answer's progress
+    /// commits with it, so a crash still resumes after the last commit.
     fn list(
         &mut self,
         env: &Env<'_>,
@@ -289,7 +289,10 @@ impl Pass {
             if !work.failed {
                 dispatch(env, &mut pool, work);
             }
-            let answer = match waiting.take() {
+            let answer = match waiting
+                .take()
+                .or_else(|| lingering_answer(env, &mut pool, batch.as_ref()))
+            {
                 Some(answer) => answer,
                 None => {
                     self.commit(&mut batch)?;
@@ -727,6 +730,26 @@ fn dispatch(env: &Env<'_>, pool: &mut Pool, work: &mut Work) {
             None => return,
         }
     }
+}
+
+/// The next answer, if one comes while the open `batch` may still wait for it
+/// (`Batch::linger`).
+fn lingering_answer(env: &Env<'_>, pool: &mut Pool, batch: Option<&Batch<'_>>) -> Option<Answer> {
+    let batch = batch?;
+    while let Some(wait) = batch.linger(pool.in_flight) {
+        if env.shutdown.is_requested() {
+            return None;
+        }
+        if let Some(heartbeat) = env.heartbeat {
+            heartbeat.beat();
+        }
+        match pool.receive(wait) {
+            Ok(Some(answer)) => return Some(answer),
+            Ok(None) => continue,
+            Err(()) => return None,
+        }
+    }
+    None
 }
 
 /// The deltaLink of a `$deltatoken=latest` round: where the catch-up starts.

@@ -117,3 +117,24 @@ fn a_batch_that_rolls_back_counts_nothing() {
     assert_eq!(pass.counts, Counts::default());
     assert_eq!(store.live_counts("t").unwrap(), [0, 0, 0], "rolled back");
 }
+
+#[test]
+fn a_batch_waits_for_answers_until_it_is_linger_old_in_stop_poll_steps() {
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    // (age of the batch, requests in flight, how long it waits)
+    let cases = [
+        (ms(0), 8, Some(STOP_POLL)),
+        (LINGER - ms(30), 1, Some(ms(30))),
+        (LINGER, 8, None),
+        (LINGER + ms(1), 8, None),
+        (ms(0), 0, None),
+    ];
+    for (age, in_flight, wait) in cases {
+        assert_eq!(
+            linger_wait(age, in_flight),
+            wait,
+            "age {age:?}, {in_flight} in flight"
+        );
+    }
+}
