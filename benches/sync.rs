@@ -4,7 +4,8 @@
 //! (`tests/sim`), runs the real `entra-sync` binary (`entra-sync --config … sync`) as a child
 //! process against it, and prints one table: wall time, the binary's user+sys CPU time and
 //! peak RSS (from `getrusage(RUSAGE_CHILDREN)` in a one-child wrapper process, so they are
-//! exact and per run), requests and pages per resource, objects and links per second, the
+//! exact and per run; the same call gives the bytes a full pass wrote, printed with the
+//! targets), requests and pages per resource, objects and links per second, the
 //! database size on disk, and two floors measured in the same run:
 //!
 //! * floor (a): the time to fetch and parse every page of the same rounds with the project's
@@ -317,6 +318,9 @@ struct ChildRun {
     user: Duration,
     sys: Duration,
     max_rss_kib: u64,
+    /// Bytes the child gave the kernel to write to files (`ru_oublock`, in 512-byte
+    /// blocks: the `write_bytes` of /proc/PID/io), the WAL and its checkpoints included.
+    written: u64,
     stdout: String,
 }
 
@@ -350,13 +354,14 @@ fn measure_child(args: &[String]) {
     std::fs::write(
         result,
         format!(
-            "{} {} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
             wall.as_nanos(),
             micros(usage.user_time()),
             micros(usage.system_time()),
             usage.max_rss(),
             status.code().unwrap_or(-1),
-            own_hwm_kib
+            own_hwm_kib,
+            usage.block_writes()
         ),
     )
     .unwrap();
@@ -514,6 +519,7 @@ nested = {nested}
             user: micros(fields[1]),
             sys: micros(fields[2]),
             max_rss_kib: fields[3] as u64,
+            written: fields[6] as u64 * 512,
             stdout: out.trim().to_owned(),
         }
     }
@@ -1513,6 +1519,13 @@ fn report(
             "  {} peak RSS = {:.1} MiB (target <= 64 MiB){}",
             r.label,
             r.run.max_rss_kib as f64 / 1024.0,
+            custom(r)
+        );
+        println!(
+            "  {} written = {} MiB, {:.1}x the database (WAL and checkpoints; no target, reported){}",
+            r.label,
+            mib(r.run.written),
+            r.run.written as f64 / r.db_bytes.max(1) as f64,
             custom(r)
         );
     }
