@@ -44,9 +44,10 @@ const MAX_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(500
 /// How long a snapshot's open batch waits for a further answer before it commits. Each
 /// commit of a first import rewrites the leaves its random ids touch in the id indexes;
 /// committing whenever no answer was waiting made 400 of the 480 commits of full-100k
-/// single answers, and the WAL took 530 MB for a 108 MB database; waiting up to this long,
-/// 290 MB. A crash loses at most this much work, redone on resume.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+/// single answers, and the import wrote 525 MiB for a 108 MB database; waiting up to this
+/// long, 315 MiB (250 ms: 260-290 MiB, for a longer window of work a crash loses and a
+/// killed snapshot redoes). One stop-flag poll: the wait needs no steps.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 /// How often the writer looks at the stop flag while it waits for a page.
 const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
