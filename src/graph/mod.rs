@@ -21,8 +21,8 @@ pub use application::{AppCredential, AppCredentials};
 pub use client::{Graph, describe_link};
 pub use error::GraphError;
 pub use page::{
-    DirectoryObject, ListPage, MemberChange, MemberType, MembersPage, Next, Page, Removal, UNTYPED,
-    member_type, parse_list, parse_members, parse_page,
+    DirectoryObject, ListPage, MemberChange, MemberType, MembersPage, Next, Page, Props, Removal,
+    UNTYPED, member_type, parse_list, parse_members, parse_page,
 };
 
 /// Properties tracked for users. Only selected properties are tracked by delta, and an

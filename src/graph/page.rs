@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::Resource;
 
@@ -47,7 +47,7 @@ pub enum Next {
 pub struct DirectoryObject {
     pub id: String,
     pub removed: Option<Removal>,
-    pub props: Map<String, Value>,
+    pub props: Props,
     /// `members@delta`, for groups: `None` means membership unchanged, never "no members".
     pub members: Option<Vec<MemberChange>>,
 }
@@ -112,20 +112,46 @@ enum PropType {
 /// The type of a property in `resource`'s `$select` list; `None` for anything not selected
 /// (skipped: only selected properties are tracked, SCHEMA.md `attributes`). `id` and the
 /// `members` relationship are read separately.
+#[cfg(test)]
 fn prop_type(resource: Resource, name: &str) -> Option<PropType> {
-    match (resource, name) {
-        (Resource::Users, "accountEnabled") => Some(PropType::Bool),
-        (
-            Resource::Users,
-            "displayName" | "userPrincipalName" | "mail" | "givenName" | "surname" | "userType"
-            | "jobTitle" | "department",
-        ) => Some(PropType::Text),
-        (Resource::Groups, "mailEnabled" | "securityEnabled") => Some(PropType::Bool),
-        (Resource::Groups, "groupTypes") => Some(PropType::TextList),
-        (Resource::Groups, "displayName" | "description" | "mail" | "mailNickname") => {
-            Some(PropType::Text)
-        }
-        _ => None,
+    selected(resource, name).map(|(_, ty)| ty)
+}
+
+/// `name` as the constant the parser keeps it under, with its type (`prop_type`).
+fn selected(resource: Resource, name: &str) -> Option<(&'static str, PropType)> {
+    selected_props(resource)
+        .iter()
+        .find(|(selected, _)| *selected == name)
+        .copied()
+}
+
+/// The properties of `resource`'s `$select` list (`USER_SELECT`, `GROUP_SELECT`) the parser
+/// keeps, with their types.
+fn selected_props(resource: Resource) -> &'static [(&'static str, PropType)] {
+    use PropType::{Bool, Text, TextList};
+    const USERS: [(&str, PropType); 9] = [
+        ("accountEnabled", Bool),
+        ("department", Text),
+        ("displayName", Text),
+        ("givenName", Text),
+        ("jobTitle", Text),
+        ("mail", Text),
+        ("surname", Text),
+        ("userPrincipalName", Text),
+        ("userType", Text),
+    ];
+    const GROUPS: [(&str, PropType); 7] = [
+        ("description", Text),
+        ("displayName", Text),
+        ("groupTypes", TextList),
+        ("mail", Text),
+        ("mailEnabled", Bool),
+        ("mailNickname", Text),
+        ("securityEnabled", Bool),
+    ];
+    match resource {
+        Resource::Users => &USERS,
+        Resource::Groups => &GROUPS,
     }
 }
 
@@ -401,7 +427,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DirectoryObject, A::Error> {
         let mut id = None;
         let mut removed = None;
-        let mut props = Map::new();
+        let mut props = Props::with_capacity(selected_props(self.resource).len());
         let mut members: Option<Vec<MemberChange>> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key {
@@ -425,10 +451,10 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
                     let list = map.next_value_seed(seed)?.unwrap_or_default();
                     members.get_or_insert_with(Vec::new).extend(list);
                 }
-                name => match prop_type(self.resource, name) {
-                    Some(ty) => {
+                name => match selected(self.resource, name) {
+                    Some((name, ty)) => {
                         let value = map.next_value_seed(PropSeed { name, ty })?;
-                        props.insert(name.to_owned(), value);
+                        props.insert(name, value);
                     }
                     None => {
                         map.next_value::<IgnoredAny>()?;
@@ -627,6 +653,10 @@ impl<'de> Deserialize<'de> for MemberChange {
         })
     }
 }
+
+mod props;
+
+pub use props::Props;
 
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ pub enum Change {
     Create {
         kind: Kind,
         id: String,
-        attributes: Map<String, Value>,
+        attributes: Props,
     },
     /// A stored object changed, came back from deleted items, or both. `attributes` is the
     /// merged result; `diff` is `{"property": {"old": ..., "new": ...}}`, empty when only

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, named_params, params};
 use serde_json::{Map, Value};
 
-use crate::graph::{MemberType, Removal, Resource};
+use crate::graph::{MemberType, Props, Removal, Resource};
 
 /// The schema version this build writes; `PRAGMA user_version` holds the database's.
 pub const SCHEMA_VERSION: i64 = 9;

@@ -199,7 +199,7 @@ fn objects_round_trip_with_typed_columns() {
         Change::Create {
             kind: Kind::User,
             id: "u1".into(),
-            attributes: attrs.clone(),
+            attributes: attrs.clone().into(),
         },
         Change::Delete {
             kind: Kind::User,
@@ -281,7 +281,7 @@ fn memberships_are_looked_up_by_pair_and_unseen_by_generation() {
     let group = |id: &str| Change::Create {
         kind: Kind::Group,
         id: id.into(),
-        attributes: Map::new(),
+        attributes: Props::new(),
     };
     tx.apply(&[group("g"), group("h"), stamp], &per_row(run, 2, T))
         .unwrap();
@@ -341,7 +341,7 @@ fn a_baseline_audits_memberships_per_group_and_later_rounds_per_row() {
     let group = |id: &str| Change::Create {
         kind: Kind::Group,
         id: id.into(),
-        attributes: Map::new(),
+        attributes: Props::new(),
     };
     let gone = Change::RemoveMember {
         group: "g".into(),

@@ -8,7 +8,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde_json::{Map, Value, json};
 
-use crate::graph::{self, DirectoryObject, MemberChange, Removal, UNTYPED};
+use crate::graph::{self, DirectoryObject, MemberChange, Props, Removal, UNTYPED};
 use crate::store::{
     Change, Counts, Kind, Known, KnownLink, Lookup, Reason, StoredLink, Unseen, Wanted,
 };
@@ -372,7 +372,7 @@ impl<'p> Planner<'p> {
         }
     }
 
-    fn upsert(&mut self, id: &str, props: &mut Map<String, Value>) {
+    fn upsert(&mut self, id: &str, props: &mut Props) {
         let (kind, id, generation) = (self.kind, id.to_owned(), self.generation);
         let Some(stored) = self.known(&id) else {
             // A property new to us that is null was never set, as far as we know: absent
@@ -420,7 +420,7 @@ impl<'p> Planner<'p> {
                 unreachable!("a created object is tracked by its Create change");
             };
             *tracked = Tracked::Known(Known {
-                attributes: attributes.clone(),
+                attributes: attributes.to_map(),
                 deletion: None,
                 seen_generation: self.generation,
             });
@@ -588,11 +588,11 @@ pub fn display_name(attributes: &Map<String, Value>) -> Option<String> {
 /// `{"property": {"old": ..., "new": ...}}`.
 pub fn merge(
     stored: &Map<String, Value>,
-    incoming: &Map<String, Value>,
+    incoming: &Props,
 ) -> (Map<String, Value>, Map<String, Value>) {
     let mut merged = stored.clone();
     let mut changes = Map::new();
-    for (key, new) in incoming {
+    for (key, new) in incoming.iter() {
         let old = stored.get(key);
         let same = match old {
             Some(old) => old == new,
@@ -602,15 +602,15 @@ pub fn merge(
             // Null for a property never set keeps it absent: a snapshot's lists send every
             // selected property, and must not rewrite what delta stored.
             if old.is_some() {
-                merged.insert(key.clone(), new.clone());
+                merged.insert(key.to_owned(), new.clone());
             }
             continue;
         }
         changes.insert(
-            key.clone(),
+            key.to_owned(),
             json!({ "old": old.cloned().unwrap_or(Value::Null), "new": new }),
         );
-        merged.insert(key.clone(), new.clone());
+        merged.insert(key.to_owned(), new.clone());
     }
     (merged, changes)
 }

@@ -44,7 +44,8 @@ fn users(ids: std::ops::Range<u32>, next: Next) -> Page {
             props: json!({"displayName": "x".repeat(2000)})
                 .as_object()
                 .cloned()
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
             members: None,
         })
         .collect();

@@ -200,7 +200,7 @@ fn unselected_properties_are_skipped_whatever_their_shape() {
         "aboutMe":[[[[{"deep":1}]]]],"securityEnabled":"not a user property","skills":null}]}"#,
     )
     .unwrap();
-    let keys: Vec<&String> = page.objects[0].props.keys().collect();
+    let keys: Vec<&str> = page.objects[0].props.keys().collect();
     assert_eq!(keys, ["displayName"]);
 }
 
@@ -216,6 +216,15 @@ fn every_selected_property_is_typed() {
                 "{resource} {name}"
             );
         }
+        let selected = resource
+            .select()
+            .split(',')
+            .filter(|n| !matches!(*n, "id" | "members"));
+        assert_eq!(
+            selected_props(resource).len(),
+            selected.count(),
+            "{resource}: one table entry per selected property"
+        );
         for name in [
             "accountEnabled",
             "securityEnabled",

@@ -14,7 +14,7 @@ fn object(id: &str, props: Value) -> DirectoryObject {
     DirectoryObject {
         id: id.into(),
         removed: None,
-        props: map(props),
+        props: map(props).into(),
         members: None,
     }
 }
@@ -23,7 +23,7 @@ fn removed(id: &str, removal: Removal) -> DirectoryObject {
     DirectoryObject {
         id: id.into(),
         removed: Some(removal),
-        props: Map::new(),
+        props: Props::new(),
         members: None,
     }
 }
@@ -113,7 +113,7 @@ impl Db {
 fn show(change: &Change) -> String {
     match change {
         Change::Create { id, attributes, .. } => {
-            format!("create {id} {}", Value::Object(attributes.clone()))
+            format!("create {id} {}", Value::Object(attributes.to_map()))
         }
         Change::Update {
             id,
@@ -704,7 +704,7 @@ fn tally_counts_what_changes() {
 fn merge_rules() {
     #[track_caller]
     fn check(stored: Value, incoming: Value, merged: Value, changes: Value) {
-        let (m, c) = merge(&map(stored), &map(incoming));
+        let (m, c) = merge(&map(stored), &map(incoming).into());
         assert_eq!(Value::Object(m), merged, "merged");
         assert_eq!(Value::Object(c), changes, "changes");
     }
