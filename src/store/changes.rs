@@ -36,7 +36,7 @@ pub enum Change {
     Update {
         kind: Kind,
         id: String,
-        attributes: Map<String, Value>,
+        attributes: Props,
         diff: Map<String, Value>,
         restored: bool,
     },
@@ -88,7 +88,7 @@ pub struct Stamp<'a> {
 /// A stored user or group as the planner sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Known {
-    pub attributes: Map<String, Value>,
+    pub attributes: Props,
     pub deletion: Option<Removal>,
     pub seen_generation: i64,
 }
@@ -171,7 +171,9 @@ impl Tx<'_> {
                     Ok((
                         row.get(0)?,
                         Known {
-                            attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                            attributes: serde_json::from_str::<Map<String, Value>>(&attributes)
+                                .unwrap_or_default()
+                                .into(),
                             deletion: deletion.as_deref().map(removal_of),
                             seen_generation: row.get(3)?,
                         },

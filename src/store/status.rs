@@ -111,7 +111,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let tx = store.transaction().unwrap();
-        let attrs = Map::new();
+        let attrs = Props::new();
         tx.put_object(Kind::User, "u1", &attrs, true, 1, "t")
             .unwrap();
         tx.put_object(Kind::User, "u2", &attrs, true, 1, "t")

@@ -221,7 +221,7 @@ fn objects_round_trip_with_typed_columns() {
     let found = tx.lookup(Kind::User, &wanted).unwrap();
     assert_eq!(found.objects.len(), 1);
     let stored = &found.objects["u1"];
-    assert_eq!(stored.attributes, attrs);
+    assert_eq!(stored.attributes, attrs.into());
     assert_eq!(stored.deletion, Some(Removal::Soft));
     assert_eq!(stored.seen_generation, 1);
     tx.commit().unwrap();

@@ -30,11 +30,11 @@ impl Tx<'_> {
 
     /// Writes an object's merged attributes, clears any tombstone and stamps it as seen in
     /// `generation`. `created` tells insert from update.
-    pub fn put_object<'a>(
+    pub fn put_object(
         &self,
         kind: Kind,
         id: &str,
-        attributes: impl Into<Attributes<'a>>,
+        attributes: &Props,
         created: bool,
         generation: i64,
         now: &str,
@@ -43,8 +43,7 @@ impl Tx<'_> {
             .tx
             .prepare_cached(kind.put_sql(created))
             .map_err(|e| self.err(e))?;
-        let attributes = attributes.into();
-        let attributes_text = attributes.text();
+        let attributes_text = serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned());
         // Bound one by one, the strings borrowed: a first import writes 110,000 rows.
         let bind = |statement: &mut rusqlite::CachedStatement<'_>| -> rusqlite::Result<usize> {
             statement.raw_bind_parameter(1, id)?;
@@ -247,43 +246,5 @@ impl Tx<'_> {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
-    }
-}
-
-/// An object's attributes as its change holds them: as the page listed them (a created
-/// object) or merged with what was stored (an update).
-#[derive(Clone, Copy)]
-pub enum Attributes<'a> {
-    Listed(&'a Props),
-    Merged(&'a Map<String, Value>),
-}
-
-impl<'a> Attributes<'a> {
-    fn get(self, name: &str) -> Option<&'a Value> {
-        match self {
-            Attributes::Listed(props) => props.get(name),
-            Attributes::Merged(map) => map.get(name),
-        }
-    }
-
-    /// The `attributes` column: both forms serialize their names in the same order.
-    fn text(self) -> String {
-        match self {
-            Attributes::Listed(props) => serde_json::to_string(props),
-            Attributes::Merged(map) => serde_json::to_string(map),
-        }
-        .unwrap_or_else(|_| "{}".to_owned())
-    }
-}
-
-impl<'a> From<&'a Props> for Attributes<'a> {
-    fn from(props: &'a Props) -> Self {
-        Attributes::Listed(props)
-    }
-}
-
-impl<'a> From<&'a Map<String, Value>> for Attributes<'a> {
-    fn from(map: &'a Map<String, Value>) -> Self {
-        Attributes::Merged(map)
     }
 }

@@ -420,7 +420,7 @@ impl<'p> Planner<'p> {
                 unreachable!("a created object is tracked by its Create change");
             };
             *tracked = Tracked::Known(Known {
-                attributes: attributes.to_map(),
+                attributes: attributes.clone(),
                 deletion: None,
                 seen_generation: self.generation,
             });
@@ -577,19 +577,16 @@ impl<'p> Planner<'p> {
 }
 
 /// The name an operator knows an object by.
-pub fn display_name(attributes: &Map<String, Value>) -> Option<String> {
+pub fn display_name(attributes: &Props) -> Option<String> {
     ["displayName", "userPrincipalName"]
         .iter()
-        .find_map(|key| attributes.get(*key)?.as_str().map(str::to_owned))
+        .find_map(|key| attributes.get(key)?.as_str().map(str::to_owned))
 }
 
 /// Merges a delta payload into stored attributes: absent = unchanged, null = cleared, a
 /// value = set. Returns the merged attributes and the changes as
 /// `{"property": {"old": ..., "new": ...}}`.
-pub fn merge(
-    stored: &Map<String, Value>,
-    incoming: &Props,
-) -> (Map<String, Value>, Map<String, Value>) {
+pub fn merge(stored: &Props, incoming: &Props) -> (Props, Map<String, Value>) {
     let mut merged = stored.clone();
     let mut changes = Map::new();
     for (key, new) in incoming.iter() {

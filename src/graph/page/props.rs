@@ -1,7 +1,8 @@
-//! A directory object's selected properties as a page carries them: a short list in name
-//! order, its names the parser's own constants. A first import parses 110,000 objects: as a
-//! `serde_json::Map` each one cost a tree node and a `String` per name, a million
-//! allocations in all, made by the fetch workers and freed by the writer.
+//! A directory object's properties: as a page carries them (its names the parser's own
+//! constants), as stored (`attributes`), and as merged. A short list in name order. A first
+//! import parses 110,000 objects: as a `serde_json::Map` each one cost a tree node and a
+//! `String` per name, a million allocations in all, made by the fetch workers and freed by
+//! the writer.
 
 use std::borrow::Cow;
 use std::ops::Index;

@@ -67,7 +67,7 @@ impl Db {
         for (id, attributes, deletion, seen) in &self.objects {
             if wanted.objects.iter().any(|w| w == id) {
                 let known = Known {
-                    attributes: map(attributes.clone()),
+                    attributes: map(attributes.clone()).into(),
                     deletion: *deletion,
                     seen_generation: *seen,
                 };
@@ -125,7 +125,7 @@ fn show(change: &Change) -> String {
             "{} {id} {} -> {}",
             if *restored { "restore" } else { "update" },
             Value::Object(diff.clone()),
-            Value::Object(attributes.clone())
+            Value::Object(attributes.to_map())
         ),
         Change::Seen { id, .. } => format!("seen {id}"),
         Change::Delete {
@@ -704,8 +704,8 @@ fn tally_counts_what_changes() {
 fn merge_rules() {
     #[track_caller]
     fn check(stored: Value, incoming: Value, merged: Value, changes: Value) {
-        let (m, c) = merge(&map(stored), &map(incoming).into());
-        assert_eq!(Value::Object(m), merged, "merged");
+        let (m, c) = merge(&map(stored).into(), &map(incoming).into());
+        assert_eq!(Value::Object(m.to_map()), merged, "merged");
         assert_eq!(Value::Object(c), changes, "changes");
     }
     check(
