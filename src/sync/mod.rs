@@ -46,10 +46,13 @@ const MAX_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(500
 /// committing whenever no answer was waiting made 400 of the 480 commits of full-100k
 /// single answers, and the import wrote 525 MiB for a 108 MB database; waiting up to this
 /// long, 315 MiB (250 ms: 260-290 MiB, for a longer window of work a crash loses and a
-/// killed snapshot redoes). One stop-flag poll: the wait needs no steps.
+/// killed snapshot redoes).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 /// How often the writer looks at the stop flag while it waits for a page.
 const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+// A batch waits in one step, so no longer than the writer goes between looks at the stop
+// flag.
+const _: () = assert!(LINGER.as_millis() <= STOP_POLL.as_millis());
 
 #[derive(Clone, Default)]
 pub struct PassOptions {
@@ -661,8 +664,7 @@ struct Batch<'s> {
 
 impl<'s> Batch<'s> {
     /// How long this batch waits for a further answer while `in_flight` requests are out:
-    /// until it is `LINGER` old, in steps of at most `STOP_POLL` (the stop flag and the
-    /// watchdog are looked at between them); not at all when none is out.
+    /// until it is `LINGER` old; not at all when none is out.
     fn linger(&self, in_flight: usize) -> Option<std::time::Duration> {
         linger_wait(self.started.elapsed(), in_flight)
     }
@@ -693,7 +695,7 @@ impl Pass {
 
 fn linger_wait(age: std::time::Duration, in_flight: usize) -> Option<std::time::Duration> {
     let left = LINGER.checked_sub(age).filter(|left| !left.is_zero())?;
-    (in_flight > 0).then(|| left.min(STOP_POLL))
+    (in_flight > 0).then_some(left)
 }
 
 fn round_mut(rounds: &mut [Round], resource: Resource) -> &mut Round {

@@ -735,21 +735,11 @@ fn dispatch(env: &Env<'_>, pool: &mut Pool, work: &mut Work) {
 /// The next answer, if one comes while the open `batch` may still wait for it
 /// (`Batch::linger`).
 fn lingering_answer(env: &Env<'_>, pool: &mut Pool, batch: Option<&Batch<'_>>) -> Option<Answer> {
-    let batch = batch?;
-    while let Some(wait) = batch.linger(pool.in_flight) {
-        if env.shutdown.is_requested() {
-            return None;
-        }
-        if let Some(heartbeat) = env.heartbeat {
-            heartbeat.beat();
-        }
-        match pool.receive(wait) {
-            Ok(Some(answer)) => return Some(answer),
-            Ok(None) => continue,
-            Err(()) => return None,
-        }
+    let wait = batch?.linger(pool.in_flight)?;
+    if env.shutdown.is_requested() {
+        return None;
     }
-    None
+    pool.receive(wait).ok().flatten()
 }
 
 /// The deltaLink of a `$deltatoken=latest` round: where the catch-up starts.

@@ -125,7 +125,7 @@ fn a_batch_waits_for_answers_until_it_is_linger_old() {
     let ms = Duration::from_millis;
     // (age of the batch, requests in flight, how long it waits)
     let cases = [
-        (ms(0), 8, Some(LINGER.min(STOP_POLL))),
+        (ms(0), 8, Some(LINGER)),
         (LINGER - ms(30), 1, Some(ms(30))),
         (LINGER, 8, None),
         (LINGER + ms(1), 8, None),
