@@ -16,6 +16,10 @@ use serde_json::Value;
 
 use super::Resource;
 
+mod props;
+
+pub use props::Props;
+
 /// Objects on one page beyond which the page is refused. Graph sends up to 200 (graph-protocol
 /// 3.5); the margin is wide because that figure is observed, not documented.
 pub const MAX_OBJECTS: usize = 5_000;
@@ -109,15 +113,10 @@ enum PropType {
     TextList,
 }
 
-/// The type of a property in `resource`'s `$select` list; `None` for anything not selected
-/// (skipped: only selected properties are tracked, SCHEMA.md `attributes`). `id` and the
-/// `members` relationship are read separately.
-#[cfg(test)]
-fn prop_type(resource: Resource, name: &str) -> Option<PropType> {
-    selected(resource, name).map(|(_, ty)| ty)
-}
-
-/// `name` as the constant the parser keeps it under, with its type (`prop_type`).
+/// A property of `resource`'s `$select` list as the constant the parser keeps it under,
+/// with its type; `None` for anything not selected (skipped: only selected properties are
+/// tracked, SCHEMA.md `attributes`). `id` and the `members` relationship are read
+/// separately.
 fn selected(resource: Resource, name: &str) -> Option<(&'static str, PropType)> {
     selected_props(resource)
         .iter()
@@ -653,10 +652,6 @@ impl<'de> Deserialize<'de> for MemberChange {
         })
     }
 }
-
-mod props;
-
-pub use props::Props;
 
 #[cfg(test)]
 mod tests;

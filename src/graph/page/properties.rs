@@ -23,7 +23,7 @@ fn check_shape(resource: Resource, page: &Page) {
     for object in &page.objects {
         assert!(!object.id.is_empty() && object.id.len() <= MAX_TEXT);
         for (name, value) in &object.props {
-            let ty = prop_type(resource, name).expect("only selected properties are kept");
+            let (_, ty) = selected(resource, name).expect("only selected properties are kept");
             let typed = match (ty, value) {
                 (_, Value::Null) => true,
                 (PropType::Text, Value::String(s)) => s.len() <= MAX_TEXT,

@@ -209,20 +209,20 @@ fn unselected_properties_are_skipped_whatever_their_shape() {
 fn every_selected_property_is_typed() {
     for resource in Resource::ALL {
         for name in resource.select().split(',') {
-            let typed = prop_type(resource, name).is_some();
+            let typed = selected(resource, name).is_some();
             assert_eq!(
                 typed,
                 !matches!(name, "id" | "members"),
                 "{resource} {name}"
             );
         }
-        let selected = resource
+        let listed = resource
             .select()
             .split(',')
             .filter(|n| !matches!(*n, "id" | "members"));
         assert_eq!(
             selected_props(resource).len(),
-            selected.count(),
+            listed.count(),
             "{resource}: one table entry per selected property"
         );
         for name in [
@@ -231,7 +231,7 @@ fn every_selected_property_is_typed() {
             "groupTypes",
             "jobTitle",
         ] {
-            if prop_type(resource, name).is_some() {
+            if selected(resource, name).is_some() {
                 assert!(
                     resource.select().split(',').any(|n| n == name),
                     "{resource} {name}"
