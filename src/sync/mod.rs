@@ -420,6 +420,8 @@ impl Pass {
         // commits with the pages it follows, so a crash still resumes exactly after the last
         // committed page.
         let mut batch: Option<Batch<'_>> = None;
+        // A full groups round's last page, held until the users round has reconciled.
+        let mut waiting: Option<Page> = None;
         loop {
             if let Some(heartbeat) = heartbeat {
                 heartbeat.beat();
@@ -446,13 +448,26 @@ impl Pass {
             };
             match message {
                 Msg::Page(resource, page) => {
+                    if self.waits_for_users(resource, &page, batch.as_ref(), by_resource) {
+                        log::debug!(
+                            "sync: groups: the full round's last page waits for the users round"
+                        );
+                        waiting = Some(page);
+                        continue;
+                    }
                     if batch.is_none() {
                         batch = Some(Batch::open(store)?);
                     }
                     let open = batch.as_mut().expect("a batch was opened above");
-                    let round = round_mut(by_resource, resource);
-                    self.apply_page(open, round, page)?;
+                    self.apply_page(open, round_mut(by_resource, resource), page)?;
                     open.pages += 1;
+                    if resource == Resource::Users
+                        && !self.users_pending(Some(open), by_resource)
+                        && let Some(page) = waiting.take()
+                    {
+                        self.apply_page(open, round_mut(by_resource, Resource::Groups), page)?;
+                        open.pages += 1;
+                    }
                     if open.pages >= MAX_BATCH_PAGES || open.started.elapsed() >= MAX_BATCH_TIME {
                         self.commit(&mut batch)?;
                     }
@@ -486,8 +501,47 @@ impl Pass {
         if shutdown.is_requested() {
             self.stopped = true;
         }
+        if waiting.is_some() && !self.stopped {
+            self.failures.push(
+                "sync: groups: the full round is read, but its reconciliation waits for a \
+                 complete users round (which failed or was held, as said above): without it, \
+                 the memberships of users deleted meanwhile would be dropped; the next pass \
+                 reads the round's last page again"
+                    .to_owned(),
+            );
+            self.failed.push(Resource::Groups);
+        }
         self.fail_unfinished(by_resource);
         Ok(())
+    }
+
+    /// Whether `page` is a full groups round's last, which must wait while the users round
+    /// of the pass is pending: a full round leaves out the links of soft-deleted users
+    /// (3.11), and reconciliation keeps them only once the users round has marked those
+    /// users soft. Otherwise it would drop them, and a restore never reports them again
+    /// (3.8).
+    fn waits_for_users(
+        &self,
+        resource: Resource,
+        page: &Page,
+        batch: Option<&Batch<'_>>,
+        rounds: &[Round],
+    ) -> bool {
+        resource == Resource::Groups
+            && matches!(page.next, Next::Done(_))
+            && rounds.iter().any(|r| r.resource == resource && r.full)
+            && self.users_pending(batch, rounds)
+    }
+
+    /// Whether this pass has a users round that has not reached its deltaLink, or whose
+    /// deletions the guard held.
+    fn users_pending(&self, batch: Option<&Batch<'_>>, rounds: &[Round]) -> bool {
+        let Some(users) = rounds.iter().find(|r| r.resource == Resource::Users) else {
+            return false;
+        };
+        let done = self.completed.contains(&Resource::Users)
+            || batch.is_some_and(|b| b.completed.contains(&Resource::Users));
+        !done || users.held
     }
 
     /// A round is complete only at its deltaLink: a fetcher that ended without one, and

@@ -578,12 +578,28 @@ impl Pass {
 
     /// Re-reads whole the groups the catch-up round reported (queued with its pages), and
     /// makes their links exactly what Graph lists now (3.11 (b)).
+    ///
+    /// It waits (the queue is kept) while the users are not reconciled: a member list
+    /// leaves out soft-deleted users (3.11), whose links are kept only once the users'
+    /// snapshot or round has marked them soft; read before, they would be dropped, and a
+    /// restore never reports them again (3.8).
     pub(super) fn recheck(&mut self, env: &Env<'_>) -> Result<(), StoreError> {
         if self.stopped || self.failed.contains(&Resource::Groups) {
             return Ok(());
         }
         let pending = env.store.snapshot_groups(Purpose::Recheck)?;
         if pending.is_empty() {
+            return Ok(());
+        }
+        if self.failed.contains(&Resource::Users)
+            || env.store.snapshot_state(Resource::Users)?.is_some()
+        {
+            log::warn!(
+                "sync: the members of {} groups are re-read once the users are reconciled \
+                 (their round failed or its deletions were held, as said above): the next \
+                 pass does it",
+                pending.len()
+            );
             return Ok(());
         }
         log::info!(

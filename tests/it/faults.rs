@@ -794,3 +794,41 @@ fn hostile_pages_keep_peak_memory_bounded() {
     assert_eq!(env.count("SELECT count(*) FROM users"), 3);
     assert_eq!(env.count("SELECT count(*) FROM groups"), 1);
 }
+
+/// A full groups round leaves out the links of soft-deleted users (notes 3.11). When it ends
+/// before the users round, its reconciliation waits for the users round to mark them soft:
+/// reconciled at once, it would drop the links, and a restore never reports them again (3.8).
+#[test]
+fn a_full_groups_round_keeps_the_links_of_users_deleted_meanwhile() {
+    let env = TestEnv::new();
+    env.delta_chain();
+    tenant(&env, 12);
+    env.sync();
+    env.sim.tenant().soft_delete_user(&u(3));
+    env.sim.settings().full_rounds_hide_deleted_members = true;
+    env.sim.push_fault(Resource::Users, Fault::Gone);
+    env.sim.push_fault(Resource::Groups, Fault::Gone);
+    // The users round starts over later than the groups round: it ends last.
+    env.sim
+        .push_fault(Resource::Users, Fault::Delay(Duration::from_millis(400)));
+    let out = env.sync();
+    assert_success(&out);
+    assert!(stdout(&out).contains("(full)"), "{}", stdout(&out));
+    let link = format!(
+        "SELECT count(*) FROM group_members_all WHERE group_id = '{}' AND member_id = '{}'",
+        g(1),
+        u(3)
+    );
+    assert_eq!(env.count(&link), 1, "{}", stderr(&out));
+    assert_eq!(
+        env.strings(&format!("SELECT deletion FROM users WHERE id = '{}'", u(3))),
+        vec!["soft"]
+    );
+    // Restored, the user is a member again without Graph reporting the link.
+    env.sim.tenant().restore_user(&u(3));
+    env.sync();
+    assert!(
+        env.memberships()
+            .contains(&format!("{} {} user", g(1), u(3)))
+    );
+}

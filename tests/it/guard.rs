@@ -128,9 +128,17 @@ fn reconciliation_goes_through_the_guard() {
     assert_held(&out, "3 users marked deleted");
     assert_eq!(live_users(&env), 8);
     assert_eq!(env.team().len(), 6);
+    // Their links, which the member lists leave out, are not re-read while the users'
+    // reconciliation is held: that would drop them, and the users are only soft-deleted.
+    let links = format!(
+        "SELECT count(*) FROM group_members WHERE group_id = '{}'",
+        g(1)
+    );
+    assert_eq!(env.count(&links), 6);
 
     assert_success(&env.run(&["sync", "--full", "--allow-deletions"]));
     assert_eq!(live_users(&env), 5);
+    assert_eq!(env.count(&links), 6);
     assert_eq!(
         env.count("SELECT count(*) FROM audit_events WHERE action = 'deleted' AND detail LIKE '%not reported by a full pass%'"),
         3

@@ -391,6 +391,7 @@ fn build(
         minimal: minimal && cursor.since.is_some(),
         initial_removed: settings.initial_removed_objects,
         stale_member_removals: settings.stale_member_removals,
+        hide_deleted_members: settings.full_rounds_hide_deleted_members,
         transient_links_unreported: settings.transient_links_unreported,
     };
     let page = cursor.next_page(&tenant, &shape);

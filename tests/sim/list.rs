@@ -405,20 +405,10 @@ fn members_page(tenant: &Tenant, group: usize, query: &ListQuery, next: u64) -> 
     let members = &tenant.groups.objects[group].members;
     let start = members.partition_point(|m| u64::from(m.key) < next);
     // Soft-deleted users (and groups) keep their links but are not listed (notes 3.11).
-    let visible = |kind: MemberKind, key: u32| {
-        let collection = match kind {
-            MemberKind::User => &tenant.users,
-            MemberKind::Group => &tenant.groups,
-            _ => return true,
-        };
-        collection
-            .index_of(key)
-            .is_none_or(|i| collection.objects[i].state == ObjectState::Live)
-    };
     let mut value = Vec::new();
     let mut rest = members[start..]
         .iter()
-        .filter(|m| visible(m.kind, m.key))
+        .filter(|m| tenant.member_is_live(m))
         .peekable();
     while value.len() < query.top {
         let Some(member) = rest.next() else { break };

@@ -208,6 +208,9 @@ pub struct Settings {
     /// all (its group still is, as changed): the other outcome of notes 3.11 (b), which
     /// Graph does not document (default false: the removal is reported).
     pub transient_links_unreported: bool,
+    /// Full groups rounds leave out the links of soft-deleted users and groups, as a group's
+    /// `/members` does (notes 3.11: "as a full delta round does"; default false: listed).
+    pub full_rounds_hide_deleted_members: bool,
     /// Certificates (DER) registered on the application: client assertions signed by their
     /// keys are accepted (notes 1.3; default none).
     pub certificates: Vec<Vec<u8>>,
@@ -254,6 +257,7 @@ impl Default for Settings {
             initial_removed_objects: false,
             stale_member_removals: false,
             transient_links_unreported: false,
+            full_rounds_hide_deleted_members: false,
             certificates: Vec::new(),
             assertion_algs: vec!["PS256", "RS256"],
             federated_tokens: Vec::new(),

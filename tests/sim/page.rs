@@ -36,6 +36,7 @@ pub(super) struct Shape {
     pub initial_removed: bool,
     pub stale_member_removals: bool,
     pub transient_links_unreported: bool,
+    pub hide_deleted_members: bool,
 }
 
 /// Where the member list of the group being paged resumes.
@@ -426,9 +427,13 @@ impl Cursor {
         if select.manager {
             self.write_manager(list, tenant, object);
         }
+        let hidden = |(member, _): &&MemberEntry| {
+            shape.hide_deleted_members && self.since.is_none() && !tenant.member_is_live(member)
+        };
+        let members: Vec<&MemberEntry> = members.iter().filter(|m| !hidden(m)).collect();
         if !members.is_empty() {
             list.raw(",\"members@delta\":[");
-            for (i, (member, removed)) in members.iter().enumerate() {
+            for (i, (member, removed)) in members.into_iter().enumerate() {
                 if i > 0 {
                     list.raw(",");
                 }

@@ -225,6 +225,19 @@ impl Tenant {
         &self.ids[key as usize]
     }
 
+    /// Whether a member is live: soft-deleted users and groups keep their links, which the
+    /// plain member lists (and, when asked, full delta rounds) leave out (notes 3.11).
+    pub(super) fn member_is_live(&self, member: &Member) -> bool {
+        let collection = match member.kind {
+            MemberKind::User => &self.users,
+            MemberKind::Group => &self.groups,
+            _ => return true,
+        };
+        collection
+            .index_of(member.key)
+            .is_none_or(|i| collection.objects[i].state == ObjectState::Live)
+    }
+
     pub(super) fn key(&self, id: &str) -> Option<u32> {
         self.keys.get(id).copied()
     }
