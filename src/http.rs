@@ -6,12 +6,13 @@ use std::time::{Duration, SystemTime};
 
 use crate::origin::Origin;
 
-/// Largest body accepted from the token endpoint or Graph, after decompression. The largest
-/// real delta page is a few hundred KiB (200 users, or one group with 500 member links:
-/// graph-protocol.md 3.5), so 4 MiB is a wide margin; together with the page parser's caps it
-/// keeps the few pages in flight (the channel's and each fetch thread's) far below the unit's
-/// `MemoryMax`.
-pub const BODY_LIMIT: u64 = 4 * 1024 * 1024;
+/// Largest body accepted from the token endpoint or Graph, after decompression. A delta page
+/// is a few hundred KiB (200 users, or one group with 500 member links: graph-protocol.md
+/// 3.5), but a snapshot's list page holds 999 objects (`$top=999`, 3.11): 999 groups with
+/// descriptions of 1,024 non-ASCII characters come near 4.5 MiB, and a page over the limit
+/// would be refused at every try. 8 MiB covers it; with the page parser's caps it keeps the
+/// pages in flight (at most 16 workers' and the channel's) below the unit's `MemoryMax`.
+pub const BODY_LIMIT: u64 = 8 * 1024 * 1024;
 /// No server-supplied wait is honoured beyond this; a longer one is treated as this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 

@@ -727,10 +727,10 @@ fn hostile_page(env: &TestEnv, bytes: usize, entry: impl Fn(usize) -> String) ->
 fn hostile_pages_keep_peak_memory_bounded() {
     let env = TestEnv::new();
     tenant(&env, 3);
-    let under_limit = 4 * 1024 * 1024 - 64;
+    let under_limit = 8 * 1024 * 1024 - 64;
     let tiny = |i: usize| format!(r#"{{"id":"{i}"}}"#);
     let member = |_| r##"{"@odata.type":"#microsoft.graph.user","id":"m"}"##.to_owned();
-    let filler = "f".repeat(1000);
+    let filler = "f".repeat(2000); // under 5,000 objects at the limit
     let nearly_valid = hostile_page(&env, under_limit - 2000, |i| {
         format!(r#"{{"id":"n{i}","displayName":"N","aboutMe":"{filler}"}}"#)
     });
@@ -781,7 +781,7 @@ fn hostile_pages_keep_peak_memory_bounded() {
     child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     for refusal in [
-        "a body over 4 MiB",
+        "a body over 8 MiB",
         "more than 5000 objects on one page",
         "more than 20000 member entries on one page",
         "accountEnabled to be true or false or null",
