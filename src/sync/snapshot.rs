@@ -52,6 +52,12 @@ struct Work {
     restarted: HashSet<String>,
     /// A request failed: nothing more is sent, and nothing is reconciled.
     failed: bool,
+    /// Groups whose member list Graph refused (403), with the first refusal: settled once
+    /// the listing is complete (`Pass::settle_refused`).
+    refused: Vec<String>,
+    refusal: Option<GraphError>,
+    /// Member pages read.
+    members_read: usize,
 }
 
 impl Work {
@@ -106,6 +112,23 @@ impl Work {
     fn restarts_gone(&mut self, group: &str, from_link: bool) -> bool {
         from_link && self.restarted.insert(group.to_owned())
     }
+}
+
+/// The word for groups whose member list Graph refused with 403 while it listed others'.
+fn warn_refused(groups: &[String], outcome: &str) {
+    const NAMED: usize = 5;
+    let mut named = groups[..groups.len().min(NAMED)].join(", ");
+    if groups.len() > NAMED {
+        named.push_str(&format!(" and {} more", groups.len() - NAMED));
+    }
+    log::warn!(
+        "sync: groups: Graph refused to list the members of {} group{} (HTTP 403): {named}. A \
+         group with hidden membership needs the application permission Member.Read.Hidden: in \
+         the Entra admin center open App registrations > the app > API permissions, add it \
+         and click \"Grant admin consent\". Their stored memberships are {outcome}",
+        groups.len(),
+        if groups.len() == 1 { "" } else { "s" },
+    );
 }
 
 /// The snapshot's and the re-read's word for a member list read again from its first page
@@ -218,7 +241,42 @@ impl Pass {
             }
             return Ok(Vec::new());
         }
+        if !self.settle_refused(env, &listings, &mut work)? {
+            return Ok(Vec::new());
+        }
         self.complete(env, &listings)
+    }
+
+    /// Groups whose member list Graph refused (403) while it listed those of others: a group
+    /// with hidden membership, which needs Member.Read.Hidden (graph-protocol.md 7). Their
+    /// stored links are kept (marked seen, as nothing says they changed) and the snapshot
+    /// goes on, with a warning that names them. When every member list was refused, it is
+    /// the group permission that is missing: the pass fails as for any 403, and the groups
+    /// stay queued for when it is granted. Returns whether the snapshot goes on.
+    fn settle_refused(
+        &mut self,
+        env: &Env<'_>,
+        listings: &[Listing],
+        work: &mut Work,
+    ) -> Result<bool, StoreError> {
+        let Some(refusal) = work.refusal.take() else {
+            return Ok(true);
+        };
+        if work.members_read == 0 {
+            self.fail(Resource::Groups, refusal);
+            return Ok(false);
+        }
+        let Some(listing) = listings.iter().find(|l| l.resource == Resource::Groups) else {
+            return Ok(true);
+        };
+        warn_refused(&work.refused, "kept as they are");
+        let tx = env.store.transaction()?;
+        for group in &work.refused {
+            tx.mark_links_seen(group, listing.state.generation)?;
+            tx.set_group_progress(group, None)?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Resumes `resource`'s snapshot, or starts one from `link`, the link "from now".
@@ -466,6 +524,7 @@ impl Pass {
             let from_link = work.continuing.remove(&group);
             match page {
                 Ok(Some(page)) => {
+                    work.members_read += 1;
                     let lookup =
                         tx.lookup(Kind::Group, &plan::wanted_members(&group, &page.members))?;
                     let changes =
@@ -489,6 +548,11 @@ impl Pass {
                     // says how (a soft deletion keeps them for a restore, 3.8).
                     tx.mark_links_seen(&group, stamp.generation)?;
                     tx.set_group_progress(&group, None)?;
+                }
+                Err(error @ GraphError::PermissionMissing { .. }) => {
+                    // Not applied and not marked: settled once the listing is complete.
+                    work.refused.push(group);
+                    work.refusal.get_or_insert(error);
                 }
                 Err(error) if work.restarts(group.clone(), from_link, &error) => {
                     log::warn!(
@@ -661,6 +725,14 @@ impl Pass {
                     }
                     Ok(None) => {
                         // Gone since the catch-up: its deletion comes in the next round.
+                        let tx = env.store.transaction()?;
+                        tx.set_group_progress(&group, None)?;
+                        tx.commit()?;
+                    }
+                    Err(GraphError::PermissionMissing { .. }) => {
+                        // Hidden membership (see `settle_refused`): its links stay as they are.
+                        lists.remove(&group);
+                        warn_refused(std::slice::from_ref(&group), "kept as they are");
                         let tx = env.store.transaction()?;
                         tx.set_group_progress(&group, None)?;
                         tx.commit()?;

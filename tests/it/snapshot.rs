@@ -492,3 +492,67 @@ fn a_lost_delta_state_is_recovered_by_a_snapshot() {
         1
     );
 }
+
+fn forbidden() -> Fault {
+    Fault::Status {
+        status: 403,
+        retry_after: None,
+        code: "Authorization_RequestDenied",
+    }
+}
+
+/// A group with hidden membership answers 403 to its member list without Member.Read.Hidden
+/// (notes 7) while the others are listed: the snapshot completes, keeps that group's
+/// stored links, and names the permission. Refused from the first import on, it is read
+/// again by the next snapshot.
+#[test]
+fn a_member_list_refused_with_403_keeps_its_links_and_names_the_permission() {
+    let env = TestEnv::new();
+    tenant(&env, 30, 4);
+    env.sync();
+    let links = env.memberships().len();
+    env.sim.push_fault(Endpoint::UsersDelta, Fault::Gone);
+    env.sim.push_fault(Endpoint::GroupsDelta, Fault::Gone);
+    env.sim.push_fault(Endpoint::Members, forbidden());
+    let out = env.run(&["sync"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("(full)"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("refused to list the members of 1 group")
+            && stderr(&out).contains("Member.Read.Hidden"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.memberships().len(), links);
+    assert_exact(&env);
+    // The next pass is incremental: the snapshot is complete.
+    let out = env.run(&["sync"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("(incremental)"), "{}", stdout(&out));
+}
+
+/// Every member list refused is the group permission missing, not hidden groups: the pass
+/// fails, nothing is reconciled, and the next pass reads the lists again.
+#[test]
+fn every_member_list_refused_fails_the_snapshot() {
+    let env = TestEnv::new();
+    tenant(&env, 30, 3);
+    env.sync();
+    let links = env.memberships();
+    env.sim.push_fault(Endpoint::UsersDelta, Fault::Gone);
+    env.sim.push_fault(Endpoint::GroupsDelta, Fault::Gone);
+    for _ in 0..3 {
+        env.sim.push_fault(Endpoint::Members, forbidden());
+    }
+    let out = env.run(&["sync"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("GroupMember.Read.All"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.memberships(), links);
+    let out = env.run(&["sync"]);
+    assert_success(&out);
+    assert_exact(&env);
+}
