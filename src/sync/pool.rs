@@ -2,6 +2,7 @@
 //! taking one task at a time from the writer and sending back what Graph answered. They
 //! decide nothing: which request comes next, and what a page means, is the writer's.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
@@ -41,6 +42,20 @@ pub(super) struct Pool {
     /// Tasks sent whose answer has not been received.
     pub in_flight: usize,
     pub size: usize,
+    /// Set by a worker that panicked: its task's answer never comes, so waiting for it
+    /// would hang the pass (while the watchdog is still fed).
+    panicked: Arc<AtomicBool>,
+}
+
+/// Held by each worker: raises the pool's flag if the worker unwinds from a panic.
+struct PanicAlarm(Arc<AtomicBool>);
+
+impl Drop for PanicAlarm {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Pool {
@@ -50,6 +65,7 @@ impl Pool {
         // Bounded: a writer that falls behind holds the workers back, so memory stays a few
         // pages per worker whatever the tenant size.
         let (sender, answers) = mpsc::sync_channel(size);
+        let panicked = Arc::new(AtomicBool::new(false));
         for n in 0..size {
             let (graph, queue, sender, stop) = (
                 graph.clone(),
@@ -60,10 +76,11 @@ impl Pool {
             // Detached, and enlisted under the pass's stop flag until they end, as the delta
             // fetchers are: a stop never waits for a slow request.
             let working = shutdown.enlist();
+            let alarm = PanicAlarm(panicked.clone());
             thread::Builder::new()
                 .name(format!("snapshot-{n}"))
                 .spawn(move || {
-                    let _working = working;
+                    let (_working, _alarm) = (working, alarm);
                     work(&graph, &queue, &sender, &stop);
                 })?;
         }
@@ -72,16 +89,20 @@ impl Pool {
             answers,
             in_flight: 0,
             size,
+            panicked,
         })
     }
 
     /// The next answer, waiting at most `wait` (`Ok(None)`); `Err(())` when every worker has
-    /// ended (one that panicked never answers).
+    /// ended, or none is waiting and a worker panicked (its answer never comes).
     pub fn receive(&mut self, wait: std::time::Duration) -> Result<Option<Answer>, ()> {
         match self.answers.recv_timeout(wait) {
             Ok(answer) => {
                 self.in_flight -= 1;
                 Ok(Some(answer))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if self.panicked.load(Ordering::Relaxed) => {
+                Err(())
             }
             Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
@@ -151,5 +172,45 @@ fn work(
         if answers.send(answer).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A pool with no workers, one task in flight, and the two ends of its answer channel.
+    fn pool() -> (Pool, mpsc::SyncSender<Answer>) {
+        let (sender, answers) = mpsc::sync_channel(1);
+        let pool = Pool {
+            tasks: None,
+            answers,
+            in_flight: 1,
+            size: 1,
+            panicked: Arc::new(AtomicBool::new(false)),
+        };
+        (pool, sender)
+    }
+
+    #[test]
+    fn a_worker_that_panics_ends_the_wait_for_its_answer() {
+        let (mut pool, _sender) = pool();
+        assert!(matches!(pool.receive(Duration::from_millis(1)), Ok(None)));
+        let alarm = PanicAlarm(pool.panicked.clone());
+        let worker = thread::spawn(move || {
+            let _alarm = alarm;
+            panic!("a worker's bug");
+        });
+        assert!(worker.join().is_err());
+        assert!(pool.receive(Duration::from_millis(1)).is_err());
+    }
+
+    #[test]
+    fn a_worker_that_ends_normally_raises_no_alarm() {
+        let (mut pool, _sender) = pool();
+        let alarm = PanicAlarm(pool.panicked.clone());
+        thread::spawn(move || drop(alarm)).join().unwrap();
+        assert!(matches!(pool.receive(Duration::from_millis(1)), Ok(None)));
     }
 }
