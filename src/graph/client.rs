@@ -286,7 +286,15 @@ impl Graph {
             crate::counters::graph_response(resource.name(), status);
             self.pacer.observe(&[signals]);
         }
-        let body = http::read_body(response);
+        // 5.1: a 503 is retried on a new connection. ureq puts a connection back in its pool
+        // only once a body is read to its end, so the 503's body is left unread: the
+        // connection closes, and the retry opens another.
+        let body = if status == 503 {
+            drop(response);
+            Ok(Vec::new())
+        } else {
+            http::read_body(response)
+        };
         log::debug!(
             "graph: {} {} -> {status} in {} ms, client-request-id={request_id} request-id={graph_request_id}",
             if is_batch { "POST" } else { "GET" },

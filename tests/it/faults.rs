@@ -142,6 +142,14 @@ fn transient_errors_without_retry_after_back_off() {
         users[1].at - users[0].at >= Duration::from_millis(450),
         "no backoff"
     );
+    // 5.1: a 503 is retried on a new connection (a new client port); others keep theirs.
+    assert_ne!(
+        users[0].peer, users[1].peer,
+        "the 503 is retried on a new connection"
+    );
+    let all = env.sim.requests();
+    let peers: std::collections::HashSet<_> = all.iter().map(|r| r.peer).collect();
+    assert!(peers.len() < all.len(), "connections are kept: {all:?}");
     assert_eq!(env.count("SELECT count(*) FROM users"), 3);
     assert_eq!(env.memberships().len(), 3);
 }

@@ -147,6 +147,7 @@ fn item_request(envelope: &Incoming, method: &str, url: &str, request: &Value) -
         query,
         headers,
         body,
+        peer: envelope.peer,
     }
 }
 

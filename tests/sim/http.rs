@@ -23,6 +23,8 @@ pub(super) struct Incoming {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The client's end of the connection it came on (a `$batch` item: its envelope's).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Incoming {
@@ -56,6 +58,7 @@ impl Incoming {
             query,
             headers,
             body,
+            peer: request.remote_addr().copied(),
         }
     }
 

@@ -291,6 +291,8 @@ pub struct Recorded {
     pub at: Instant,
     /// The status it was answered with.
     pub status: u16,
+    /// The client's end of the connection it came on: a new one has a new port.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Recorded {
@@ -413,6 +415,7 @@ impl Shared {
             body,
             at,
             status,
+            peer: incoming.peer,
         });
     }
 }
