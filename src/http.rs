@@ -10,8 +10,9 @@ use crate::origin::Origin;
 /// is a few hundred KiB (200 users, or one group with 500 member links: graph-protocol.md
 /// 3.5), but a snapshot's list page holds 999 objects (`$top=999`, 3.11): 999 groups with
 /// descriptions of 1,024 non-ASCII characters come near 4.5 MiB, and a page over the limit
-/// would be refused at every try. 8 MiB covers it; with the page parser's caps it keeps the
-/// pages in flight (at most 16 workers' and the channel's) below the unit's `MemoryMax`.
+/// would be refused at every try. 8 MiB covers it. With the page parser's caps, a hostile
+/// page at the limit still leaves the daemon well under the unit's `MemoryMax` (the test
+/// `hostile_pages_keep_peak_memory_bounded`).
 pub const BODY_LIMIT: u64 = 8 * 1024 * 1024;
 /// No server-supplied wait is honoured beyond this; a longer one is treated as this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

@@ -503,8 +503,7 @@ fn forbidden() -> Fault {
 
 /// A group with hidden membership answers 403 to its member list without Member.Read.Hidden
 /// (notes 7) while the others are listed: the snapshot completes, keeps that group's
-/// stored links, and names the permission. Refused from the first import on, it is read
-/// again by the next snapshot.
+/// stored links, and names the permission.
 #[test]
 fn a_member_list_refused_with_403_keeps_its_links_and_names_the_permission() {
     let env = TestEnv::new();
