@@ -9,17 +9,17 @@
 //! with the chains and groups it had not finished, and nothing is reconciled before the
 //! listing is complete.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod recheck;
+mod work;
 
 use super::pool::{Answer, Pool, Task};
 use super::{
     Batch, Env, MAX_BATCH_PAGES, MAX_BATCH_TIME, Pass, STOP_POLL, apply_changes, audit_baseline,
     plan,
 };
-use crate::graph::{
-    Graph, GraphError, ListPage, MemberChange, MembersPage, Next, Resource, members_url,
-};
+use crate::graph::{Graph, GraphError, ListPage, MembersPage, Next, Resource};
 use crate::store::{self, Counts, Kind, Purpose, SnapshotState, Stamp, StoreError, Tx};
+use work::Work;
 
 /// Items in one `$batch` request: Graph's limit (3.11).
 const BATCH_ITEMS: usize = 20;
@@ -35,87 +35,8 @@ struct Listing {
     baseline: bool,
 }
 
-/// What is left to fetch, in memory; the database holds the same (once committed).
-#[derive(Default)]
-struct Work {
-    /// Chains not yet at their end: where each continues (`None`: its start), and whether a
-    /// request for it is in flight.
-    chains: HashMap<(Resource, String), (Option<String>, bool)>,
-    /// Groups whose members wait to be read, with the link their list continues at.
-    groups: VecDeque<(String, Option<String>)>,
-    /// Groups ever queued in this snapshot: a group listed twice is read once.
-    queued: HashSet<String>,
-    /// Groups whose request in flight continues their member list at a stored nextLink.
-    continuing: HashSet<String>,
-    /// Chains and groups whose nextLink Graph no longer accepted, listed again from their
-    /// start: once each, so a link that keeps failing fails the pass instead of looping.
-    restarted: HashSet<String>,
-    /// A request failed: nothing more is sent, and nothing is reconciled.
-    failed: bool,
-    /// Groups whose member list Graph refused (403), with the first refusal: settled once
-    /// the listing is complete (`Pass::settle_refused`).
-    refused: Vec<String>,
-    refusal: Option<GraphError>,
-    /// Member pages read.
-    members_read: usize,
-}
-
-impl Work {
-    fn is_done(&self) -> bool {
-        self.chains.is_empty() && self.groups.is_empty()
-    }
-
-    fn queue(&mut self, group: &str, next: Option<String>) {
-        if self.queued.insert(group.to_owned()) {
-            self.groups.push_back((group.to_owned(), next));
-        }
-    }
-
-    /// Up to [`BATCH_ITEMS`] queued groups with the links to read, when a batch is worth
-    /// sending: full, or nothing else will fill it soon.
-    fn batch(&mut self, endpoint: &str, idle: bool) -> Option<Vec<(String, String)>> {
-        let listing_groups = self.chains.keys().any(|(r, _)| *r == Resource::Groups);
-        let worth = self.groups.len() >= BATCH_ITEMS
-            || (!self.groups.is_empty() && (!listing_groups || idle));
-        if !worth {
-            return None;
-        }
-        let take = self.groups.len().min(BATCH_ITEMS);
-        let batch = self
-            .groups
-            .drain(..take)
-            .map(|(id, next)| {
-                let url = match next {
-                    Some(next) => {
-                        self.continuing.insert(id.clone());
-                        next
-                    }
-                    None => members_url(endpoint, &id),
-                };
-                (id, url)
-            })
-            .collect();
-        Some(batch)
-    }
-
-    /// Whether a failed request that continued at a nextLink (`from_link`) is listed again
-    /// from its start: Graph answers a skiptoken it no longer honours (one kept across a
-    /// restart, or older than the listing's lifetime) with 400, 404 or 410 (graph-protocol.md
-    /// 3.4: "must restart the round if that fails"). Listing again is idempotent: what the
-    /// earlier pages applied is stamped as seen.
-    fn restarts(&mut self, what: String, from_link: bool, error: &GraphError) -> bool {
-        from_link && error.is_stale_link() && self.restarted.insert(what)
-    }
-
-    /// Whether a group whose member list answered 404 at a nextLink (`from_link`) is read
-    /// again from its first page rather than taken as deleted: once, as [`Work::restarts`].
-    fn restarts_gone(&mut self, group: &str, from_link: bool) -> bool {
-        from_link && self.restarted.insert(group.to_owned())
-    }
-}
-
 /// The word for groups whose member list Graph refused with 403 while it listed others'.
-fn warn_refused(groups: &[String], outcome: &str) {
+fn warn_refused(groups: &[String]) {
     const NAMED: usize = 5;
     let mut named = groups[..groups.len().min(NAMED)].join(", ");
     if groups.len() > NAMED {
@@ -125,7 +46,7 @@ fn warn_refused(groups: &[String], outcome: &str) {
         "sync: groups: Graph refused to list the members of {} group{} (HTTP 403): {named}. A \
          group with hidden membership needs the application permission Member.Read.Hidden: in \
          the Entra admin center open App registrations > the app > API permissions, add it \
-         and click \"Grant admin consent\". Their stored memberships are {outcome}",
+         and click \"Grant admin consent\". Their stored memberships are kept as they are",
         groups.len(),
         if groups.len() == 1 { "" } else { "s" },
     );
@@ -269,7 +190,7 @@ impl Pass {
         let Some(listing) = listings.iter().find(|l| l.resource == Resource::Groups) else {
             return Ok(true);
         };
-        warn_refused(&work.refused, "kept as they are");
+        warn_refused(&work.refused);
         let tx = env.store.transaction()?;
         for group in &work.refused {
             tx.mark_links_seen(group, listing.state.generation)?;
@@ -638,142 +559,6 @@ impl Pass {
         tx.commit()?;
         self.counts.add(&counts);
         Ok(completed)
-    }
-
-    /// Re-reads whole the groups the catch-up round reported (queued with its pages), and
-    /// makes their links exactly what Graph lists now (3.11 (b)).
-    ///
-    /// It waits (the queue is kept) while the users are not reconciled: a member list
-    /// leaves out soft-deleted users (3.11), whose links are kept only once the users'
-    /// snapshot or round has marked them soft; read before, they would be dropped, and a
-    /// restore never reports them again (3.8).
-    pub(super) fn recheck(&mut self, env: &Env<'_>) -> Result<(), StoreError> {
-        if self.stopped || self.failed.contains(&Resource::Groups) {
-            return Ok(());
-        }
-        let pending = env.store.snapshot_groups(Purpose::Recheck)?;
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if self.failed.contains(&Resource::Users)
-            || env.store.snapshot_state(Resource::Users)?.is_some()
-        {
-            log::warn!(
-                "sync: the members of {} groups are re-read once the users are reconciled \
-                 (their round failed or its deletions were held, as said above): the next \
-                 pass does it",
-                pending.len()
-            );
-            return Ok(());
-        }
-        log::info!(
-            "sync: re-reading the members of {} groups the catch-up round reported",
-            pending.len()
-        );
-        let generation = env.store.sync_state(Resource::Groups)?.generation;
-        let endpoint = env.graph.endpoint();
-        let mut queue: VecDeque<(String, String)> = pending
-            .into_iter()
-            .map(|(group, _)| {
-                let url = members_url(endpoint, &group);
-                (group, url)
-            })
-            .collect();
-        let mut lists: HashMap<String, Vec<MemberChange>> = HashMap::new();
-        // Groups whose list was read again from its first page after a 404 at a nextLink.
-        let mut restarted = HashSet::new();
-        let mut pool = self.pool(env)?;
-        let mut failed = false;
-        loop {
-            while !failed && !pool.is_full() && !queue.is_empty() {
-                let take = queue.len().min(BATCH_ITEMS);
-                pool.send(Task::Members {
-                    groups: queue.drain(..take).collect(),
-                });
-            }
-            let Some(answer) = self.next_answer(env, &mut pool) else {
-                return Ok(());
-            };
-            let Answer::Members { pages } = answer else {
-                continue;
-            };
-            for (group, page) in pages {
-                match page {
-                    Ok(Some(MembersPage {
-                        members,
-                        next: Some(next),
-                    })) => {
-                        lists.entry(group.clone()).or_default().extend(members);
-                        queue.push_back((group, next));
-                    }
-                    Ok(Some(MembersPage {
-                        mut members,
-                        next: None,
-                    })) => {
-                        let mut listed = lists.remove(&group).unwrap_or_default();
-                        listed.append(&mut members);
-                        self.apply_recheck(env, &group, &listed, generation)?;
-                    }
-                    Ok(None)
-                        if lists.remove(&group).is_some() && restarted.insert(group.clone()) =>
-                    {
-                        // 404 at a nextLink: maybe a skiptoken Graph no longer honours (4.6),
-                        // so the list is read again whole; a deleted group answers 404 again.
-                        warn_relisting_after_404(&group);
-                        let url = members_url(endpoint, &group);
-                        queue.push_back((group, url));
-                    }
-                    Ok(None) => {
-                        // Gone since the catch-up: its deletion comes in the next round.
-                        let tx = env.store.transaction()?;
-                        tx.set_group_progress(&group, None)?;
-                        tx.commit()?;
-                    }
-                    Err(GraphError::PermissionMissing { .. }) => {
-                        // Hidden membership (see `settle_refused`): its links stay as they are.
-                        lists.remove(&group);
-                        warn_refused(std::slice::from_ref(&group), "kept as they are");
-                        let tx = env.store.transaction()?;
-                        tx.set_group_progress(&group, None)?;
-                        tx.commit()?;
-                    }
-                    Err(error) => {
-                        failed = true;
-                        self.fail(Resource::Groups, error);
-                    }
-                }
-            }
-        }
-    }
-
-    fn apply_recheck(
-        &mut self,
-        env: &Env<'_>,
-        group: &str,
-        listed: &[MemberChange],
-        generation: i64,
-    ) -> Result<(), StoreError> {
-        let tx = env.store.transaction()?;
-        let changes = plan::recheck(group, listed, &tx.links_of(group)?);
-        if !changes.is_empty() {
-            log::info!(
-                "sync: group {group}: {} membership changes after re-reading it",
-                changes.len()
-            );
-        }
-        let now = store::now();
-        let stamp = Stamp {
-            run: self.run_id,
-            generation,
-            now: &now,
-            baseline: false,
-        };
-        let mut counts = Counts::default();
-        apply_changes(&tx, &changes, &stamp, &mut counts)?;
-        tx.set_group_progress(group, None)?;
-        tx.commit()?;
-        self.counts.add(&counts);
-        Ok(())
     }
 
     /// Records a failed request: the pass fails with its message, and keeps its progress.
